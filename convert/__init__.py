@@ -9,9 +9,11 @@ from .common import (
     default_cache_dir,
     fill_module,
     hash_file,
+    load_folder,
     read_config,
     read_folder,
     read_state_dict_file,
+    weight_files,
 )
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "default_cache_dir",
     "fill_module",
     "hash_file",
+    "load_folder",
     "read_config",
     "read_folder",
     "read_state_dict_file",
+    "weight_files",
 ]

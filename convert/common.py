@@ -84,6 +84,11 @@ def read_config(path: str | os.PathLike) -> dict:
     return config
 
 
+def weight_files(path: str | os.PathLike, *, variant: str | None = None) -> list[str]:
+    """The weight files :func:`read_folder` would read, without reading them (e.g. for cache keys)."""
+    return [str(f) for f, _ in _weight_files(_existing_folder(path), variant)]
+
+
 def read_folder(path: str | os.PathLike, *, variant: str | None = None) -> Checkpoint:
     """Read a ``save_pretrained`` folder: config.json plus its weights.
 
@@ -431,6 +436,33 @@ def _prepare(key, w, transform, target, where, problems) -> jax.Array | None:
 
 # ---------------------------------------------------------------------------------------------------
 # The conversion cache.
+
+
+def load_folder(
+    module: nnx.Module,
+    path: str | os.PathLike,
+    *,
+    skip: Collection[str] = (),
+    rename: Callable[[str], str | None] | None = None,
+    what: str = "model",
+    variant: str | None = None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> bool:
+    """Fill ``module`` from a ``save_pretrained`` folder: :func:`read_folder` then :func:`fill_module`,
+    through :func:`cached_load` unless ``cache`` is False. ``module`` may be abstract
+    (``nnx.eval_shape``). Returns True when the parameters came from the cache."""
+
+    def convert(target: nnx.Module) -> None:
+        checkpoint = read_folder(path, variant=variant)
+        fill_module(
+            target, checkpoint.tensors, sources=checkpoint.sources, skip=skip, rename=rename, what=f"{what} from {path}"
+        )
+
+    if not cache:
+        convert(module)
+        return False
+    return cached_load(module, weight_files(path, variant=variant), convert, cache_dir=cache_dir, version=what)
 
 
 def default_cache_dir() -> Path:
