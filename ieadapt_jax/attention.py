@@ -70,6 +70,7 @@ def attend(
     bias: jax.Array | None = None,
     causal: bool = False,
     scale: float | None = None,
+    rows: int | None = None,
     q_chunk: int = DEFAULT_Q_CHUNK,
     k_chunk: int = DEFAULT_K_CHUNK,
 ) -> tuple[jax.Array, Record | None]:
@@ -83,6 +84,8 @@ def attend(
       bias: optional additive logit bias broadcastable to [B, H, Nq, Nk] (e.g. T5 relative bias).
       causal: key j is visible to query i only if j <= i (requires Nq == Nk).
       scale: logit scale; default 1/√D.
+      rows: model rows the batch stands for (records are per row); default: the rewiring's rows,
+        else B (each entry its own row).
       q_chunk, k_chunk: block sizes of the chunked backend.
 
     Returns:
@@ -97,12 +100,16 @@ def attend(
         if bias.ndim != 4 or not all(b in (1, f) for b, f in zip(bias.shape, (B, H, Nq, Nk))):
             raise ValueError(f"bias must broadcast to [B, H, Nq, Nk] = {[B, H, Nq, Nk]}, got {list(bias.shape)}")
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
-    rows = B
     if rewiring is not None:
-        rows = _check_site_rewiring(rewiring, B)
-        q = _take_rows(q, rewiring.q_from, rows)
-        k = _take_rows(k, rewiring.k_from, rows)
-        v = _take_rows(v, rewiring.v_from, rows)
+        rw_rows = _check_site_rewiring(rewiring, B)
+        if rows is not None and rows != rw_rows:
+            raise RewiringError(f"rows={rows} but the site rewiring has {rw_rows} rows")
+        rows = rw_rows
+        q, k, v = _gather_rows(q, k, v, rewiring, rows)
+
+    rows = B if rows is None else rows
+    if B % rows:
+        raise ValueError(f"attention batch {B} is not a multiple of rows={rows}")
 
     name = resolve_backend(backend, q, k, bias=bias, record=record)
     if name == "reference":
@@ -199,21 +206,37 @@ def _take_rows(x, idx, rows: int):
     return jnp.take(grouped, idx.astype(jnp.int32), axis=0).reshape(x.shape)
 
 
+def _gather_rows(q, k, v, rw: SiteRewiring, rows: int):
+    """Q, K, V of the rows named by the rewiring; skips the copies (lax.cond) when every row is its own."""
+    own = jnp.arange(rows, dtype=jnp.int32)
+    unchanged = jnp.all(rw.q_from == own) & jnp.all(rw.k_from == own) & jnp.all(rw.v_from == own)
+
+    def gather(q, k, v):
+        return _take_rows(q, rw.q_from, rows), _take_rows(k, rw.k_from, rows), _take_rows(v, rw.v_from, rows)
+
+    return jax.lax.cond(unchanged, lambda q, k, v: (q, k, v), gather, q, k, v)
+
+
 def _per_entry(values, rows: int, batch: int):
     """[R, ...] per-row values repeated to [B, ...] per attention batch entry."""
     return jnp.repeat(values, batch // rows, axis=0)
 
 
 def _mix(attn, v, mix, rows: int):
-    """a·attn + i·V + u·mean_k(V) per row; the identity term only exists where Nq == Nk."""
+    """a·attn + i·V + u·mean_k(V) per row (the identity term only where Nq == Nk); attn as is when all a = 1."""
     B = attn.shape[0]
-    w = _per_entry(mix.astype(jnp.float32), rows, B)  # [B, 3]
-    a, i, u = (w[:, j, None, None, None] for j in range(3))
-    vf = v.astype(jnp.float32)
-    out = a * attn.astype(jnp.float32) + u * jnp.mean(vf, axis=1, keepdims=True)
-    if attn.shape[1] == v.shape[1]:
-        out = out + i * vf
-    return out
+
+    def mixed(attn, v):
+        w = _per_entry(mix.astype(jnp.float32), rows, B)  # [B, 3]
+        a, i, u = (w[:, j, None, None, None] for j in range(3))
+        vf = v.astype(jnp.float32)
+        out = a * attn.astype(jnp.float32) + u * jnp.mean(vf, axis=1, keepdims=True)
+        if attn.shape[1] == v.shape[1]:
+            out = out + i * vf
+        return out.astype(attn.dtype)
+
+    plain = jnp.all(mix == jnp.asarray([1.0, 0.0, 0.0], mix.dtype))
+    return jax.lax.cond(plain, lambda attn, v: attn, mixed, attn, v)
 
 
 def _row_mean(x, rows: int):
@@ -351,32 +374,63 @@ def _bias_block(bias, q0, k0, qc, kc):
 
 
 def _cudnn(q, k, v, bias, causal, scale, want_entropy):
-    """Fused cuDNN attention; entropy = LSE − scale·⟨q, attn(q, k, k)⟩ with K as extra value channels."""
+    """Fused cuDNN attention; entropy = LSE − scale·⟨q, attn(q, k, k)⟩ from the log-sum-exp residual."""
     if not want_entropy:
         out = jax.nn.dot_product_attention(q, k, v, bias, scale=scale, is_causal=causal, implementation="cudnn")
         return out, None
     Dv = v.shape[-1]
-    vk = jnp.concatenate([v, k], axis=-1)  # [B, Nk, H, Dv + D]
-    out, lse = jax.nn.dot_product_attention(
-        q, k, vk, scale=scale, is_causal=causal, implementation="cudnn", return_residual=True
-    )
-    attn, kbar = out[..., :Dv], out[..., Dv:]
+    if _cudnn_wide_values_supported():
+        # one pass: K rides along as extra value channels, [B, Nk, H, Dv + D]
+        out, lse = _cudnn_with_lse(q, k, jnp.concatenate([v, k], axis=-1), scale, causal)
+        attn, kbar = out[..., :Dv], out[..., Dv:]
+    else:
+        attn, lse = _cudnn_with_lse(q, k, v, scale, causal)
+        kbar = jax.nn.dot_product_attention(q, k, k, scale=scale, is_causal=causal, implementation="cudnn")
     inner = jnp.sum(q.astype(jnp.float32) * kbar.astype(jnp.float32), axis=-1)  # [B, Nq, H]
-    ent = lse.astype(jnp.float32) - scale * inner
+    ent = lse - scale * inner
     return attn, _normalise(ent, q.shape[1], k.shape[1], causal)
+
+
+def _cudnn_with_lse(q, k, v, scale, causal):
+    """cuDNN flash attention returning (out [B, Nq, H, Dv], log-sum-exp [B, Nq, H] float32).
+
+    Uses JAX's cuDNN fused-attention entry point directly: unlike ``jax.nn.dot_product_attention`` it
+    accepts a value head dim different from the query's and keeps the residual in float32.
+    """
+    from jax._src.cudnn import fused_attention_stablehlo as fa
+
+    mask_type = fa.MaskType.CAUSAL if causal else fa.MaskType.NO_MASK
+    out, lse = fa.dot_product_attention(q, k, v, scale=scale, mask_type=mask_type, qkv_layout="BTNH", return_residual=True)
+    return out, lse.astype(jnp.float32).transpose(0, 2, 1)  # residual is [B, H, Nq]
+
+
+_WIDE_VALUES: list[bool] = []
+
+
+def _cudnn_wide_values_supported() -> bool:
+    """Whether this cuDNN accepts a value head dim of twice the query's (probed once per process)."""
+    if not _WIDE_VALUES:
+        try:
+            x = jnp.ones((1, 128, 1, 64), jnp.bfloat16)
+            out, _ = jax.jit(lambda a, b: _cudnn_with_lse(a, a, b, 0.125, False))(x, jnp.ones((1, 128, 1, 128), jnp.bfloat16))
+            _WIDE_VALUES.append(bool(jnp.allclose(out.astype(jnp.float32), 1.0)))
+        except Exception:  # noqa: BLE001 - any failure means: use two passes
+            _WIDE_VALUES.append(False)
+    return _WIDE_VALUES[0]
 
 
 class SiteContext:
     """What one model forward threads down to its attention sites: rewiring, recording plan, backend.
 
-    A model builds one per call (``SiteContext(table, rewiring, record, backend)``), passes it to
+    A model builds one per call (``SiteContext(table, rows, rewiring, record, backend)``, rows = the
+    model's batch), passes it to
     every attention module, and each module calls ``ctx(site_position, q, k, v, ...)`` instead of
     :func:`attend`. Records are collected per call and returned by :meth:`records` as one
     :class:`Record` of [recorded sites, rows] arrays in forward order: they are returned values of
     the model's forward, not state.
     """
 
-    def __init__(self, table, rewiring: Rewiring | None = None, record=False, backend: str = "auto", rows: int | None = None):
+    def __init__(self, table, rows: int, rewiring: Rewiring | None = None, record=False, backend: str = "auto"):
         from .rewiring import validate
 
         if rewiring is not None:
@@ -387,6 +441,7 @@ class SiteContext:
                     "(index the step, or vmap over the configuration axis)"
                 )
         self.table = table
+        self.rows = int(rows)
         self.rewiring = rewiring
         self.recording = table.recording(record)
         self.backend = backend
@@ -395,7 +450,7 @@ class SiteContext:
     def __call__(self, site: int, q, k, v, **kwargs):
         """Attention at site position ``site``: this site's rewiring slice and recording applied."""
         rw = None if self.rewiring is None else self.rewiring.site(site)
-        out, rec = attend(q, k, v, rw, record=site in self.recording, backend=self.backend, **kwargs)
+        out, rec = attend(q, k, v, rw, record=site in self.recording, backend=self.backend, rows=self.rows, **kwargs)
         if rec is not None:
             self._records[site] = rec
         return out
