@@ -221,7 +221,7 @@ class Encoder(nnx.Module):
 
     def __call__(self, x: jax.Array, backend: str = "auto") -> jax.Array:
         """x [N, H, W, Cin] -> moments [N, H/d, W/d, 2·latent_channels]."""
-        ctx = SiteContext(self.site_table, backend=backend)
+        ctx = SiteContext(self.site_table, x.shape[0], backend=backend)
         x = self.conv_in(x)
         for block in self.down_blocks:
             x = block(x)
@@ -258,7 +258,7 @@ class Decoder(nnx.Module):
 
     def __call__(self, z: jax.Array, backend: str = "auto") -> jax.Array:
         """z [N, h, w, latent_channels] -> [N, h·d, w·d, out_channels]."""
-        ctx = SiteContext(self.site_table, backend=backend)
+        ctx = SiteContext(self.site_table, z.shape[0], backend=backend)
         x = self.mid_block(self.conv_in(z), ctx)
         for block in self.up_blocks:
             x = block(x)
