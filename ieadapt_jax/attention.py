@@ -203,18 +203,12 @@ def _check_site_rewiring(rw, batch: int) -> int:
 def _take_rows(x, idx, rows: int):
     """x [B, ...] grouped as [rows, B // rows, ...]; row r of the result is row idx[r] of x."""
     grouped = x.reshape((rows, x.shape[0] // rows) + x.shape[1:])  # [R, B/R, N, H, D]
-    return jnp.take(grouped, idx.astype(jnp.int32), axis=0).reshape(x.shape)
+    return jnp.take(grouped, idx.astype(jnp.int32), axis=0, mode="clip").reshape(x.shape)
 
 
 def _gather_rows(q, k, v, rw: SiteRewiring, rows: int):
-    """Q, K, V of the rows named by the rewiring; skips the copies (lax.cond) when every row is its own."""
-    own = jnp.arange(rows, dtype=jnp.int32)
-    unchanged = jnp.all(rw.q_from == own) & jnp.all(rw.k_from == own) & jnp.all(rw.v_from == own)
-
-    def gather(q, k, v):
-        return _take_rows(q, rw.q_from, rows), _take_rows(k, rw.k_from, rows), _take_rows(v, rw.v_from, rows)
-
-    return jax.lax.cond(unchanged, lambda q, k, v: (q, k, v), gather, q, k, v)
+    """Q, K, V of the rows the rewiring names (one copy each: no lax.cond, which vmap would turn into both branches)."""
+    return _take_rows(q, rw.q_from, rows), _take_rows(k, rw.k_from, rows), _take_rows(v, rw.v_from, rows)
 
 
 def _per_entry(values, rows: int, batch: int):
@@ -223,20 +217,15 @@ def _per_entry(values, rows: int, batch: int):
 
 
 def _mix(attn, v, mix, rows: int):
-    """a·attn + i·V + u·mean_k(V) per row (the identity term only where Nq == Nk); attn as is when all a = 1."""
+    """a·attn + i·V + u·mean_k(V) per row; the identity term only exists where Nq == Nk."""
     B = attn.shape[0]
-
-    def mixed(attn, v):
-        w = _per_entry(mix.astype(jnp.float32), rows, B)  # [B, 3]
-        a, i, u = (w[:, j, None, None, None] for j in range(3))
-        vf = v.astype(jnp.float32)
-        out = a * attn.astype(jnp.float32) + u * jnp.mean(vf, axis=1, keepdims=True)
-        if attn.shape[1] == v.shape[1]:
-            out = out + i * vf
-        return out.astype(attn.dtype)
-
-    plain = jnp.all(mix == jnp.asarray([1.0, 0.0, 0.0], mix.dtype))
-    return jax.lax.cond(plain, lambda attn, v: attn, mixed, attn, v)
+    w = _per_entry(mix.astype(jnp.float32), rows, B)  # [B, 3]
+    a, i, u = (w[:, j, None, None, None] for j in range(3))
+    vf = v.astype(jnp.float32)
+    out = a * attn.astype(jnp.float32) + u * jnp.mean(vf, axis=1, keepdims=True)
+    if attn.shape[1] == v.shape[1]:
+        out = out + i * vf
+    return out
 
 
 def _row_mean(x, rows: int):
@@ -428,10 +417,16 @@ class SiteContext:
     :func:`attend`. Records are collected per call and returned by :meth:`records` as one
     :class:`Record` of [recorded sites, rows] arrays in forward order: they are returned values of
     the model's forward, not state.
+
+    ``active`` (part of the static plan) names the sites whose rewiring slice is applied; the others
+    run plain attention with no row gathers or mix. None (default) applies the rewiring everywhere,
+    which is what a sweep over sites needs; a run that rewires a few known sites passes them here.
     """
 
-    def __init__(self, table, rows: int, rewiring: Rewiring | None = None, record=False, backend: str = "auto"):
-        from .rewiring import validate
+    def __init__(
+        self, table, rows: int, rewiring: Rewiring | None = None, record=False, backend: str = "auto", active=None
+    ):
+        from .rewiring import resolve_sites, validate
 
         if rewiring is not None:
             validate(rewiring, table, rows)
@@ -445,11 +440,15 @@ class SiteContext:
         self.rewiring = rewiring
         self.recording = table.recording(record)
         self.backend = backend
+        self.active = None if active is None else frozenset(resolve_sites(table, active))
+        if rewiring is not None and self.active is not None and not isinstance(rewiring.q_from, jax.core.Tracer):
+            _check_inactive_sites_are_noop(rewiring, table, self.active)
         self._records: dict[int, Record] = {}
 
     def __call__(self, site: int, q, k, v, **kwargs):
         """Attention at site position ``site``: this site's rewiring slice and recording applied."""
-        rw = None if self.rewiring is None else self.rewiring.site(site)
+        rewired = self.rewiring is not None and (self.active is None or site in self.active)
+        rw = self.rewiring.site(site) if rewired else None
         out, rec = attend(q, k, v, rw, record=site in self.recording, backend=self.backend, rows=self.rows, **kwargs)
         if rec is not None:
             self._records[site] = rec
@@ -468,3 +467,15 @@ class SiteContext:
         if missing:
             raise RuntimeError(f"sites planned to record were never called: {missing}")
         return stack_records([self._records[s] for s in self.recording])
+
+
+def _check_inactive_sites_are_noop(rw: Rewiring, table, active) -> None:
+    inactive = [s for s in range(len(table)) if s not in active]
+    rows = rw.q_from.shape[-1]
+    own = np.arange(rows)
+    for s in inactive:
+        same = all(np.array_equal(np.asarray(getattr(rw, f))[s], own) for f in ("q_from", "k_from", "v_from"))
+        if not same or not np.array_equal(np.asarray(rw.mix)[s], np.tile([1.0, 0.0, 0.0], (rows, 1))):
+            raise RewiringError(
+                f"site {table[s].name!r} is rewired but not in the plan's active sites; add it to active= or leave active=None"
+            )

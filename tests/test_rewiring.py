@@ -189,3 +189,15 @@ def test_site_context_threads_slices_and_collects_records_in_order():
         ia.SiteContext(TABLE, rows, record=[4]).records()
     with pytest.raises(RewiringError, match="leading axes"):
         ia.SiteContext(TABLE, rows, ia.stack([rw, rw]))
+
+
+def test_site_context_active_sites_skip_rewiring_elsewhere_and_refuse_hidden_rewiring():
+    rng = np.random.default_rng(1)
+    rows = 2
+    x = jnp.asarray(rng.normal(size=(rows, 6, 2, 8)), jnp.float32)
+    rw = ia.perturb(ia.noop(TABLE, rows), TABLE, [2], "U")
+    ctx = ia.SiteContext(TABLE, rows, rw, active=[2])
+    np.testing.assert_allclose(np.asarray(ctx(2, x, x, x)), np.broadcast_to(np.asarray(x).mean(1, keepdims=True), x.shape), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(ctx(0, x, x, x)), np.asarray(ia.attend(x, x, x)[0]), rtol=1e-6)
+    with pytest.raises(RewiringError, match="not in the plan's active sites"):
+        ia.SiteContext(TABLE, rows, rw, active=[0])
