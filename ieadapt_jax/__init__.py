@@ -21,6 +21,7 @@ from .rewiring import (
     validate,
 )
 from .sites import KINDS, SELF_KINDS, Site, SiteError, SiteTable
+from .loading import AnimateDiffComponents, load_animatediff
 
 __version__ = "0.1.0"
 
@@ -47,4 +48,6 @@ __all__ = [
     "stack",
     "stack_records",
     "validate",
+    "AnimateDiffComponents",
+    "load_animatediff",
 ]

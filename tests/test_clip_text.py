@@ -108,6 +108,9 @@ def test_checkpoint_keys_with_text_model_prefix(tmp_path):
 
 def test_config_and_errors(tmp_path):
     _save_tiny(tmp_path / "clip", num_hidden_layers=1)
+    model = CLIPTextModel.from_pretrained(tmp_path / "clip", cache=False)
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
+        model(jnp.zeros((1, 78), jnp.int32))
     cfg = CLIPTextConfig.from_pretrained(tmp_path / "clip")
     assert (cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim, cfg.eos_token_id) == (32, 4, 8, EOS)
     with pytest.raises(ValueError, match="hidden_act"):
@@ -117,5 +120,3 @@ def test_config_and_errors(tmp_path):
     (tmp_path / "clip" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConversionError, match=r"(?s)model\.safetensors.*encoder\.layers\.1\.mlp\.fc1\.kernel"):
         CLIPTextModel.from_pretrained(tmp_path / "clip", cache=False)
-    with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
-        CLIPTextModel(cfg, rngs=nnx.Rngs(0))(jnp.zeros((1, 78), jnp.int32))

@@ -1,0 +1,153 @@
+"""Loading a whole AnimateDiff pipeline snapshot from a local folder.
+
+    pipe = ieadapt_jax.load_animatediff("animatediff-snapshot")        # diffusers AnimateDiffPipeline folder
+    pipe = ieadapt_jax.load_animatediff("sd15-snapshot", motion_adapter="mm_sd_v15_v2.ckpt")
+
+A snapshot is what diffusers' ``save_pretrained`` writes for a pipeline: ``model_index.json`` plus the
+component folders ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/`` and ``scheduler/``. The
+models load strictly through :mod:`convert` (and its orbax cache); the tokenizer is transformers'
+``CLIPTokenizer`` read from the local folder; the scheduler stays a config dict.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax.numpy as jnp
+
+if TYPE_CHECKING:
+    from models.clip_text import CLIPTextModel
+    from models.unet_motion import UNetMotionModel
+    from models.vae import AutoencoderKL
+
+MODEL_INDEX = "model_index.json"
+REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+SCHEDULER_CONFIG = "scheduler_config.json"
+
+
+@dataclasses.dataclass
+class AnimateDiffComponents:
+    """The loaded parts of an AnimateDiff pipeline snapshot.
+
+    unet: the motion UNet; vae: the SD VAE; text_encoder: the CLIP text model; tokenizer: a
+    transformers ``CLIPTokenizer``; scheduler_config: the scheduler's config.json as a dict (its
+    ``_class_name`` names the diffusers scheduler); path: the snapshot folder.
+    """
+
+    unet: "UNetMotionModel"
+    vae: "AutoencoderKL"
+    text_encoder: "CLIPTextModel"
+    tokenizer: Any
+    scheduler_config: dict
+    path: str
+
+
+def load_animatediff(
+    path: str | os.PathLike,
+    motion_adapter: str | os.PathLike | None = None,
+    dtype=jnp.float32,
+    *,
+    vae_dtype=None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> AnimateDiffComponents:
+    """Load an AnimateDiff (or SD1.5 + motion adapter) pipeline snapshot folder.
+
+    Args:
+      path: the snapshot folder (``model_index.json`` with unet/, vae/, text_encoder/, tokenizer/,
+        scheduler/).
+      motion_adapter: a ``MotionAdapter`` folder or an original AnimateDiff motion-module file
+        (.ckpt / .safetensors), needed when ``unet/`` is a plain ``UNet2DConditionModel``. When it
+        is None, such a snapshot's own ``motion_adapter/`` folder is used if it has one.
+      dtype: parameter and compute dtype of the UNet and text encoder (and of the VAE, see below).
+      vae_dtype: the VAE's dtype; by default ``dtype``, except float32 when ``dtype`` is float16 and
+        the VAE config sets ``force_upcast`` (as diffusers does: the SD VAE overflows in float16).
+      cache, cache_dir: the conversion cache (:func:`convert.common.cached_load`).
+
+    Raises:
+      convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
+    """
+    from convert.animatediff import load_unet_motion
+    from convert.common import ConversionError, read_config
+    from models.clip_text import CLIPTextModel
+    from models.vae import AutoencoderKL, AutoencoderKLConfig
+
+    root = Path(path).expanduser()
+    index = _read_model_index(root)
+    missing = [name for name in REQUIRED_COMPONENTS if not _listed(index, name) or not (root / name).is_dir()]
+    if missing:
+        raise ConversionError(
+            f"{root} lacks the pipeline component folder(s) {missing}; a snapshot needs {', '.join(REQUIRED_COMPONENTS)}"
+        )
+
+    unet_dir = root / "unet"
+    if motion_adapter is None and read_config(unet_dir).get("_class_name") == "UNet2DConditionModel":
+        if _listed(index, "motion_adapter") and (root / "motion_adapter").is_dir():
+            motion_adapter = root / "motion_adapter"
+    unet = load_unet_motion(unet_dir, motion_adapter, dtype=dtype, cache=cache, cache_dir=cache_dir)
+
+    if vae_dtype is None:
+        upcast = AutoencoderKLConfig.from_pretrained(root / "vae").force_upcast
+        vae_dtype = jnp.float32 if upcast and jnp.dtype(dtype) == jnp.float16 else dtype
+    vae = AutoencoderKL.from_pretrained(root / "vae", dtype=vae_dtype, cache=cache, cache_dir=cache_dir)
+    text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", dtype=dtype, cache=cache, cache_dir=cache_dir)
+    return AnimateDiffComponents(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=_load_tokenizer(root / "tokenizer"),
+        scheduler_config=_read_scheduler_config(root / "scheduler"),
+        path=str(root),
+    )
+
+
+def _read_model_index(root: Path) -> dict:
+    from convert.common import ConversionError
+
+    if not root.is_dir():
+        raise ConversionError(f"pipeline snapshot folder {root} does not exist")
+    file = root / MODEL_INDEX
+    if not file.is_file():
+        raise ConversionError(f"{root} has no {MODEL_INDEX}; is it a diffusers pipeline save_pretrained folder?")
+    try:
+        index = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConversionError(f"cannot parse {file}: {e}") from None
+    if not isinstance(index, dict):
+        raise ConversionError(f"{file} must hold a JSON object")
+    return index
+
+
+def _listed(index: dict, name: str) -> bool:
+    """model_index.json lists a component as [library, class]; [null, null] means absent."""
+    entry = index.get(name)
+    return isinstance(entry, list) and len(entry) == 2 and entry[1] is not None
+
+
+def _load_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    from convert.common import ConversionError
+
+    try:
+        return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, TypeError) as e:
+        raise ConversionError(f"cannot load the CLIP tokenizer from {folder}: {type(e).__name__}: {e}") from None
+
+
+def _read_scheduler_config(folder: Path) -> dict:
+    from convert.common import ConversionError
+
+    file = folder / SCHEDULER_CONFIG
+    try:
+        config = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConversionError(f"{folder} has no {SCHEDULER_CONFIG}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConversionError(f"cannot parse {file}: {e}") from None
+    if not isinstance(config, dict):
+        raise ConversionError(f"{file} must hold a JSON object")
+    return config
