@@ -533,8 +533,8 @@ def cached_load(
     convert_fn(module)
     try:
         _store(module, root, key)
-    except OSError as e:
-        warnings.warn(f"could not write the conversion cache in {root}: {e}", stacklevel=2)
+    except Exception as e:  # the cache only saves time: a failed write must not fail the load
+        warnings.warn(f"could not write the conversion cache in {root}: {type(e).__name__}: {e}", stacklevel=2)
     return False
 
 
@@ -558,6 +558,7 @@ def _store(module: nnx.Module, root: Path, key: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; an entry is as readable as the cache folder
     try:
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save((tmp / _STATE).resolve(), _flat_params(module))

@@ -173,6 +173,10 @@ def test_read_state_dict_file_formats(tmp_path):
         loaded = read_state_dict_file(tmp_path / name)
         assert set(loaded) == set(tensors)
         np.testing.assert_array_equal(loaded["blocks.1.weight"], tensors["blocks.1.weight"])
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "config.json").write_text("{}")
+    torch.save(tm.state_dict(), tmp_path / "pickled" / "diffusion_pytorch_model.bin")
+    assert set(read_folder(tmp_path / "pickled").tensors) == set(tensors)
 
     bf16 = torch.arange(6, dtype=torch.bfloat16).reshape(2, 3)
     torch.save({"w": bf16}, tmp_path / "bf16.pt")
