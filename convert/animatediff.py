@@ -21,8 +21,6 @@ from typing import Mapping
 
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-
 from models.unet_motion import ConfigError, UNetMotionConfig, UNetMotionModel
 
 from .common import ConversionError, cached_load, fill_module, read_config, read_folder, read_state_dict_file, weight_files
@@ -88,7 +86,7 @@ def load_unet_motion(
             f"{unet_dir}/config.json has _class_name={kind!r}; expected UNetMotionModel or UNet2DConditionModel"
         )
 
-    model = nnx.eval_shape(lambda: UNetMotionModel(config, dtype=dtype, rngs=nnx.Rngs(0)))
+    model = UNetMotionModel.abstract(config, dtype=dtype)
 
     def convert(target: UNetMotionModel) -> None:
         checkpoint = read_folder(unet_dir)

@@ -212,6 +212,18 @@ class UNetMotionConfig:
         return cls.from_dict(merged)
 
     @classmethod
+    def abstract(cls, config: UNetMotionConfig, *, dtype=jnp.float32) -> "UNetMotionModel":
+        """The model with abstract parameters (shapes and dtypes, no memory, no random init), to load into."""
+
+        def build() -> UNetMotionModel:
+            # A ref-backed RNG counter: a plain one makes tracing the constructor quadratic in the layer count.
+            with nnx.var_defaults(ref=True):
+                rngs = nnx.Rngs(0)
+            return cls(config, dtype=dtype, rngs=rngs)
+
+        return nnx.eval_shape(build)
+
+    @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "UNetMotionConfig":
         """From the config.json of a UNetMotionModel folder."""
         return cls.from_dict(json.loads((Path(path) / "config.json").read_text()))
@@ -524,6 +536,18 @@ class UNetMotionModel(nnx.Module):
         self.site_table = SiteTable.build(sites.entries)
 
     @classmethod
+    def abstract(cls, config: UNetMotionConfig, *, dtype=jnp.float32) -> "UNetMotionModel":
+        """The model with abstract parameters (shapes and dtypes, no memory, no random init), to load into."""
+
+        def build() -> UNetMotionModel:
+            # A ref-backed RNG counter: a plain one makes tracing the constructor quadratic in the layer count.
+            with nnx.var_defaults(ref=True):
+                rngs = nnx.Rngs(0)
+            return cls(config, dtype=dtype, rngs=rngs)
+
+        return nnx.eval_shape(build)
+
+    @classmethod
     def from_pretrained(cls, path: str | os.PathLike, motion_adapter: str | os.PathLike | None = None,
                         *, dtype=jnp.float32) -> "UNetMotionModel":
         """Load a diffusers folder (see ``convert.animatediff.load_unet_motion`` for the accepted layouts)."""
@@ -615,3 +639,19 @@ class UNetMotionModel(nnx.Module):
                 f"{self.config.cross_attention_dim}"
             )
         return b, f, h, w
+
+
+def make_forward(model: UNetMotionModel, *, record=False, backend: str = "auto"):
+    """A jitted pure forward and the model's state, splitting the model once at the jit boundary.
+
+    Returns (forward, state) with ``forward(state, sample, timesteps, encoder_hidden_states, rewiring=None)
+    -> (noise_pred, Record | None)``. ``record`` and ``backend`` are part of the static plan; rewiring
+    values (not its shape) can change without recompiling.
+    """
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def forward(state, sample, timesteps, encoder_hidden_states, rewiring=None):
+        return nnx.merge(graphdef, state)(sample, timesteps, encoder_hidden_states, rewiring, record=record, backend=backend)
+
+    return forward, state
