@@ -261,12 +261,6 @@ def _torch_to_numpy(t) -> np.ndarray:
 # The strict converter.
 
 
-@dataclasses.dataclass(frozen=True)
-class _Target:
-    param_path: tuple  # path of the nnx.Param in the module's state
-    transform: Callable[[np.ndarray, tuple], np.ndarray]  # (source array, target shape) -> target layout
-
-
 def _identity(w, shape):
     return w
 

@@ -10,6 +10,7 @@ name; the ``text_model.`` prefix that checkpoints on disk carry is accepted too.
     out.last_hidden_state                    # [B, L, D], after final_layer_norm
     out.pooler_output                        # [B, D], the EOS token's state
     out.hidden_states[-2]                    # [B, L, D], the penultimate layer (before final_layer_norm)
+    encoder.prompt_embeds(input_ids, clip_skip=1)   # [B, L, D], diffusers' clip_skip conditioning
 
 Self-attention is causal and goes through :func:`ieadapt_jax.attend` (``causal=True``).
 """
@@ -221,6 +222,16 @@ class CLIPTextModel(nnx.Module):
         last = self.final_layer_norm(hidden_states[-1])
         pooled = last[jnp.arange(last.shape[0]), self.eos_positions(input_ids)]  # [B, D]
         return CLIPTextOutput(last, pooled, hidden_states)
+
+    def prompt_embeds(self, input_ids: jax.Array, clip_skip: int | None = None, *, backend: str = "auto") -> jax.Array:
+        """[B, L, D] text conditioning as diffusers' SD/AnimateDiff pipelines compute it: the last hidden
+        state, or with ``clip_skip`` = n >= 1 the output of layer -(n + 1) through ``final_layer_norm``."""
+        out = self(input_ids, backend=backend)
+        if clip_skip is None:
+            return out.last_hidden_state
+        if not 1 <= clip_skip < len(out.hidden_states) - 1:
+            raise ValueError(f"clip_skip must be in 1..{len(out.hidden_states) - 2}, got {clip_skip}")
+        return self.final_layer_norm(out.hidden_states[-(clip_skip + 1)])
 
     def eos_positions(self, input_ids: jax.Array) -> jax.Array:
         """[B] position of the pooled token, by transformers' rule: the first ``eos_token_id``

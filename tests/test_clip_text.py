@@ -73,11 +73,13 @@ def test_hidden_states_match_transformers(tmp_path, monkeypatch, act):
     np.testing.assert_allclose(out.hidden_states[-2], hidden[-2], atol=ATOL)  # penultimate (clip_skip=1)
     for ours, theirs in zip(out.hidden_states, hidden):
         np.testing.assert_allclose(ours, theirs, atol=ATOL)
-    # clip_skip as diffusers applies it: penultimate state through final_layer_norm
-    skip = model.final_layer_norm(out.hidden_states[-2])
+    # clip_skip as diffusers applies it: hidden_states[-(clip_skip + 1)] through final_layer_norm
     with torch.no_grad():
         ref_skip = ref.final_layer_norm(torch.as_tensor(hidden[-2])).numpy()
-    np.testing.assert_allclose(skip, ref_skip, atol=ATOL)
+    np.testing.assert_allclose(model.prompt_embeds(jnp.asarray(ids), clip_skip=1), ref_skip, atol=ATOL)
+    np.testing.assert_allclose(model.prompt_embeds(jnp.asarray(ids)), last, atol=ATOL)
+    with pytest.raises(ValueError, match="clip_skip"):
+        model.prompt_embeds(jnp.asarray(ids), clip_skip=3)
 
 
 def test_padding_mask_and_legacy_eos(tmp_path, monkeypatch):
