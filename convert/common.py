@@ -540,7 +540,9 @@ def _restore(module: nnx.Module, state_dir: Path) -> None:
     import orbax.checkpoint as ocp
 
     flat = nnx.to_flat_state(nnx.state(module, nnx.Param))
-    abstract = {_path_str(p): jax.ShapeDtypeStruct(v.shape, v.dtype) for p, v in flat}
+    # Restore onto the default device, wherever the entry was written (a CPU-written cache on a GPU host).
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = {_path_str(p): jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device) for p, v in flat}
     with ocp.StandardCheckpointer() as checkpointer:
         values = checkpointer.restore(state_dir.resolve(), abstract)
     nnx.update(module, nnx.from_flat_state([(p, v.replace(values[_path_str(p)])) for p, v in flat]))
