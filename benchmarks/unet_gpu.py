@@ -15,8 +15,9 @@ What it does (issue 3, deliverable 4):
    ``block_until_ready``, median; peak ``peak_bytes_in_use``) without and with recording entropy + energy at
    all 56 self-attention sites.
 
-JAX's peak counter cannot be reset, so the JAX runs go in increasing memory order (plain bf16, recording
-bf16, fp32 parity last) and each compiled executable's temporary memory is reported as well. The loader runs
+JAX's peak counter cannot be reset, so the fp32 parity runs first in a process of its own (its convolution
+autotuning may pick large workspaces) and the bf16 runs go in increasing memory order (plain, then
+recording); each compiled executable's temporary memory is reported as well. The loader runs
 without its orbax cache here (no multi-GB cache entries in the temporary folder).
 ``--tiny`` runs the tiny fixture (reference §6) on any platform as a smoke test of the script.
 """
@@ -33,6 +34,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -144,7 +146,7 @@ def run_diffusers(unet, adapter, inputs, device: str, warmup: int, repeats: int)
 
 
 def run_ours(folder: str, inputs, reference: np.ndarray, warmup: int, repeats: int) -> dict:
-    """Ours: bf16 plain and recording timings (in that order, for honest peaks), then fp32 parity."""
+    """Ours: bf16 plain and recording timings, in that order, so the second peak is honest."""
     from convert.animatediff import load_unet_motion
     from models import make_forward
 
@@ -177,15 +179,34 @@ def run_ours(folder: str, inputs, reference: np.ndarray, warmup: int, repeats: i
             assert entropy.shape[0] == len(self_sites)
         out[label] = entry
         del compiled, state
-    del model
-    gc.collect()
-
-    with jax.default_matmul_precision("highest"):
-        model = load_unet_motion(unet_dir, adapter_dir, dtype=jnp.float32, cache=False)
-        forward, state = make_forward(model)
-        prediction, _ = forward(state, sample, timesteps, text)
-        out["parity_fp32"] = errors(np.asarray(prediction), reference)
     return out
+
+
+def parity_fp32(folder: str) -> dict:
+    """Ours in fp32 ("highest" matmul precision) on the inputs saved in ``folder`` vs diffusers' fp32 output there.
+
+    Runs in its own process (see ``main``): with TF32 off XLA's convolution autotuner may choose algorithms
+    with very large workspaces, which only fit on a device that nothing else has used yet.
+    """
+    from convert.animatediff import load_unet_motion
+    from models import make_forward
+
+    saved = np.load(os.path.join(folder, "parity_inputs.npz"))
+    with jax.default_matmul_precision("highest"):
+        model = load_unet_motion(os.path.join(folder, "unet"), os.path.join(folder, "adapter"), dtype=jnp.float32, cache=False)
+        forward, state = make_forward(model)
+        prediction, _ = forward(state, jnp.asarray(saved["sample"]), jnp.asarray(saved["timesteps"]), jnp.asarray(saved["text"]))
+    return errors(np.asarray(prediction), saved["reference"])
+
+
+def run_parity_fp32_process(folder: str, inputs, reference: np.ndarray) -> dict:
+    """Save inputs and reference, run :func:`parity_fp32` in a fresh process, return its errors."""
+    sample, timesteps, text = inputs
+    np.savez(os.path.join(folder, "parity_inputs.npz"), sample=sample, timesteps=timesteps, text=text, reference=reference)
+    result_path = os.path.join(folder, "parity_fp32.json")
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--parity-fp32-in", folder, "--out", result_path], check=True)
+    with open(result_path) as fh:
+        return json.load(fh)
 
 
 def main(argv=None) -> dict:
@@ -196,7 +217,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", help="keep the saved checkpoints in this folder instead of a temporary one")
+    parser.add_argument("--parity-fp32-in", help=argparse.SUPPRESS)  # internal: the fp32 parity process
     args = parser.parse_args(argv)
+    if args.parity_fp32_in:
+        result = parity_fp32(args.parity_fp32_in)
+        with open(args.out, "w") as fh:
+            json.dump(result, fh)
+        return result
 
     import diffusers
     import flax
@@ -218,6 +245,7 @@ def main(argv=None) -> dict:
         diffusers_result, reference = run_diffusers(unet, adapter, inputs, device, args.warmup, args.repeats)
         del unet, adapter
         gc.collect()
+        parity = run_parity_fp32_process(folder, inputs, reference)
         ours = run_ours(folder, inputs, reference, args.warmup, args.repeats)
     finally:
         if not args.keep:
@@ -237,7 +265,7 @@ def main(argv=None) -> dict:
         setup_seconds=dict(diffusers_build_and_save=build_seconds, ours_load_bf16=ours["load_seconds_bf16"]),
         diffusers=diffusers_result,
         ours=dict(plain_bf16=plain, record_self_bf16=recording),
-        parity=dict(fp32=ours["parity_fp32"], bf16=plain["error_vs_diffusers_fp32"],
+        parity=dict(fp32=parity, bf16=plain["error_vs_diffusers_fp32"],
                     diffusers_fp16=diffusers_result["error_vs_fp32"]),
         ratios=dict(plain_vs_diffusers=plain["seconds"] / diffusers_result["seconds"],
                     record_vs_plain=recording["seconds"] / plain["seconds"]),

@@ -212,18 +212,6 @@ class UNetMotionConfig:
         return cls.from_dict(merged)
 
     @classmethod
-    def abstract(cls, config: UNetMotionConfig, *, dtype=jnp.float32) -> "UNetMotionModel":
-        """The model with abstract parameters (shapes and dtypes, no memory, no random init), to load into."""
-
-        def build() -> UNetMotionModel:
-            # A ref-backed RNG counter: a plain one makes tracing the constructor quadratic in the layer count.
-            with nnx.var_defaults(ref=True):
-                rngs = nnx.Rngs(0)
-            return cls(config, dtype=dtype, rngs=rngs)
-
-        return nnx.eval_shape(build)
-
-    @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> "UNetMotionConfig":
         """From the config.json of a UNetMotionModel folder."""
         return cls.from_dict(json.loads((Path(path) / "config.json").read_text()))
