@@ -3,7 +3,8 @@
     PYTHONPATH=. python benchmarks/probes/chunked_memory.py
 
 Prints the XLA flags in force and, for the AnimateDiff spatial shape in fp32, the temp bytes of the
-chunked backend (plain and recording) and of a full-size fp32 UNet forward (abstract weights, compile only).
+chunked backend (plain and recording) and of a full-size fp32 UNet forward (abstract weights, compile only)
+at the matmul precision named by PROBE_PRECISION (default, high, highest).
 """
 import os
 import sys
@@ -27,12 +28,13 @@ from unet_gpu import ADAPTER_V153, SD15_UNET  # noqa: E402
 from models.unet_motion import UNetMotionConfig, UNetMotionModel, make_forward  # noqa: E402
 
 cfg = UNetMotionConfig.from_unet2d(SD15_UNET, ADAPTER_V153)
-for dtype in (jnp.float32,):
-    model = UNetMotionModel.abstract(cfg, dtype=dtype)
+precision = os.environ.get("PROBE_PRECISION", "default")
+with jax.default_matmul_precision(None if precision == "default" else precision):
+    model = UNetMotionModel.abstract(cfg, dtype=jnp.float32)
     forward, state = make_forward(model)
-    s = jax.ShapeDtypeStruct((2, 16, 64, 64, 4), dtype)
+    s = jax.ShapeDtypeStruct((2, 16, 64, 64, 4), jnp.float32)
     t = jax.ShapeDtypeStruct((2,), jnp.int32)
-    e = jax.ShapeDtypeStruct((2, 77, 768), dtype)
+    e = jax.ShapeDtypeStruct((2, 77, 768), jnp.float32)
     t0 = time.time()
     ma = forward.lower(state, s, t, e).compile().memory_analysis()
-    print(f"unet {jnp.dtype(dtype).name}: temp {ma.temp_size_in_bytes / 2**30:.2f} GiB (compile {time.time() - t0:.0f} s)", flush=True)
+    print(f"unet float32, matmul precision {precision}: temp {ma.temp_size_in_bytes / 2**30:.2f} GiB (compile {time.time() - t0:.0f} s)", flush=True)
