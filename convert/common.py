@@ -32,6 +32,8 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
+from ieadapt_jax.jsonfile import read_json_object
+
 CONFIG_NAME = "config.json"
 # Single-file weight names, in order of preference, as written by save_pretrained.
 SAFETENSORS_NAMES = ("model.safetensors", "diffusion_pytorch_model.safetensors")
@@ -75,13 +77,7 @@ def read_config(path: str | os.PathLike) -> dict:
     if not config_file.is_file():
         present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
         raise ConversionError(f"{folder} has no {CONFIG_NAME} (it holds: {present}); is this a save_pretrained folder?")
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConversionError(f"cannot parse {config_file}: {e}") from None
-    if not isinstance(config, dict):
-        raise ConversionError(f"{config_file} must hold a JSON object, got {type(config).__name__}")
-    return config
+    return read_json_object(config_file, ConversionError)
 
 
 def weight_files(path: str | os.PathLike, *, variant: str | None = None) -> list[str]:

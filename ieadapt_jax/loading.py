@@ -11,12 +11,13 @@ models load strictly through :mod:`convert` (and its orbax cache); the tokenizer
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
+
+from .jsonfile import read_json_object
 
 if TYPE_CHECKING:
     from models.clip_text import CLIPTextModel
@@ -112,13 +113,7 @@ def _read_model_index(root: Path) -> dict:
     file = root / MODEL_INDEX
     if not file.is_file():
         raise ConversionError(f"{root} has no {MODEL_INDEX}; is it a diffusers pipeline save_pretrained folder?")
-    try:
-        index = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConversionError(f"cannot parse {file}: {e}") from None
-    if not isinstance(index, dict):
-        raise ConversionError(f"{file} must hold a JSON object")
-    return index
+    return read_json_object(file, ConversionError)
 
 
 def _listed(index: dict, name: str) -> bool:
@@ -142,12 +137,6 @@ def _read_scheduler_config(folder: Path) -> dict:
     from convert.common import ConversionError
 
     file = folder / SCHEDULER_CONFIG
-    try:
-        config = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise ConversionError(f"{folder} has no {SCHEDULER_CONFIG}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConversionError(f"cannot parse {file}: {e}") from None
-    if not isinstance(config, dict):
-        raise ConversionError(f"{file} must hold a JSON object")
-    return config
+    if not file.is_file():
+        raise ConversionError(f"{folder} has no {SCHEDULER_CONFIG}")
+    return read_json_object(file, ConversionError)

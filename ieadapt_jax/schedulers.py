@@ -28,7 +28,6 @@ as diffusers' ``from_config`` ignores them.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .jsonfile import read_json_object
 
 SCHEDULER_CONFIG = "scheduler_config.json"
 
@@ -122,13 +123,7 @@ def load_scheduler_config(path: str | Path) -> dict:
     candidates = [path] if path.is_file() else [path / SCHEDULER_CONFIG, path / "scheduler" / SCHEDULER_CONFIG]
     for file in candidates:
         if file.is_file():
-            try:
-                config = json.loads(file.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise SchedulerError(f"cannot parse {file}: {e}") from None
-            if not isinstance(config, dict):
-                raise SchedulerError(f"{file} must hold a JSON object")
-            return config
+            return read_json_object(file, SchedulerError)
     raise SchedulerError(f"no scheduler config found; tried {', '.join(str(c) for c in candidates)}")
 
 
