@@ -51,3 +51,26 @@ __all__ = [
     "AnimateDiffComponents",
     "load_animatediff",
 ]
+
+from .sampling import SampleResult, SamplingError, SamplingPlan, make_plan, rewired_sites, sample
+from .guidance import PRESETS, Guidance, GuidanceError, guidance_rows, profile_entropy
+from .pipeline import PipelineError, VideoResult, text_to_video
+from .demo import tiny_animatediff
+
+__all__ += [
+    "SampleResult",
+    "SamplingError",
+    "SamplingPlan",
+    "make_plan",
+    "rewired_sites",
+    "sample",
+    "PRESETS",
+    "Guidance",
+    "GuidanceError",
+    "guidance_rows",
+    "profile_entropy",
+    "PipelineError",
+    "VideoResult",
+    "text_to_video",
+    "tiny_animatediff",
+]

@@ -556,6 +556,7 @@ class UNetMotionModel(nnx.Module):
         rewiring: Rewiring | None = None,
         record=False,
         backend: str = "auto",
+        active=None,
     ) -> tuple[jax.Array, Record | None]:
         """Predict noise for a batch of videos.
 
@@ -567,6 +568,8 @@ class UNetMotionModel(nnx.Module):
           record: what records entropy/energy: False, True (all sites), a kind ("self", "temporal", ...),
             a site name, or a list of names / positions (see ``SiteTable.recording``).
           backend: attention backend ("auto", "reference", "chunked", "cudnn").
+          active: None (every site takes its rewiring slice), or the sites (names / positions) that do; the
+            others run plain attention with no row gathers (static; see :class:`ieadapt_jax.SiteContext`).
 
         Returns:
           (noise prediction [B, F, H, W, out_channels] in the model dtype, Record of [recorded sites, B]
@@ -577,7 +580,7 @@ class UNetMotionModel(nnx.Module):
         if timesteps.ndim > 1 or (timesteps.ndim == 1 and timesteps.shape[0] not in (1, b)):
             raise ValueError(f"timesteps must be a scalar or [B] = [{b}], got shape {list(timesteps.shape)}")
         timesteps = jnp.broadcast_to(timesteps.reshape(-1), (b,))
-        ctx = SiteContext(self.site_table, rows=b, rewiring=rewiring, record=record, backend=backend)
+        ctx = SiteContext(self.site_table, rows=b, rewiring=rewiring, record=record, backend=backend, active=active)
 
         c0 = self.config.block_out_channels[0]
         temb = self.time_embedding(timestep_embedding(timesteps, c0).astype(self.dtype))  # [B, T]

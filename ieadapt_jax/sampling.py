@@ -1,0 +1,228 @@
+"""The one sampling loop: rows of one batched forward, combined per video by a weight matrix.
+
+A run denoises V videos (latents [V, F, H, W, C]) with R model rows. Row r denoises video
+``row_video[r]`` under text states ``row_text[r]`` and the attention rewiring ``rewiring[step, :, r]``;
+video v's noise estimate is ε_v = Σ_r W[v, r]·ε_r. One step:
+
+    x_rows = latents[row_video]                               # [R, F, H, W, C]
+    eps_rows = unet(scale_model_input(x_rows), t, row_text, rewiring[step])
+    eps = W @ eps_rows                                        # [V, F, H, W, C]
+    latents = scheduler.step(latents, eps)
+
+Classifier-free guidance is rows [φ, c] with W = [[1 − ω, ω]]; IE-Adapt adds perturbed rows
+(:mod:`ieadapt_jax.guidance`); editing runs source and target videos side by side. The whole loop is
+one jit-compiled ``lax.scan`` over steps; the rewiring schedule, W, text and latents are traced
+values, so changing them never recompiles. Only the :class:`SamplingPlan` and shapes are static.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from .attention import Record
+from .rewiring import Rewiring, RewiringError, resolve_sites, validate
+from .schedulers import Schedule, initial_carry, scale_model_input, step
+
+
+class SamplingError(ValueError):
+    """Inputs of a sampling run that do not fit together (shapes, rows, steps, sites)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingPlan:
+    """The static part of a sampling run: changing any field recompiles, nothing else does.
+
+    Fields:
+        row_video: [R] which video's latents each model row denoises.
+        record: what each step's forward records (``SiteTable.recording`` spec: False, True, a kind such as
+            "self", a site name, or a tuple of names / positions).
+        active: positions of the sites whose rewiring is applied (the others run plain attention with no
+            row gathers), or None for every site (what a sweep over sites needs).
+        backend: attention backend ("auto", "reference", "chunked", "cudnn").
+        progress: show a tqdm progress bar ticked from inside the compiled loop.
+    """
+
+    row_video: tuple[int, ...]
+    record: Any = False
+    active: tuple[int, ...] | None = None
+    backend: str = "auto"
+    progress: bool = True
+
+    @property
+    def rows(self) -> int:
+        """The number of model rows R."""
+        return len(self.row_video)
+
+
+class SampleResult(NamedTuple):
+    """What :func:`sample` returns.
+
+    latents: [V, F, H, W, C] float32 final latents; records: a :class:`Record` of [steps, recorded sites,
+    rows] arrays, or None when the plan records nothing; record_sites: the recorded sites' names, in the
+    order of the records' site axis.
+    """
+
+    latents: jax.Array
+    records: Record | None
+    record_sites: tuple[str, ...]
+
+
+def make_plan(unet, row_video, *, record=False, active=None, backend: str = "auto", progress: bool = True) -> SamplingPlan:
+    """A :class:`SamplingPlan` with ``record`` and ``active`` checked against ``unet.site_table``.
+
+    ``active`` takes site names or positions (None: every site).
+    """
+    table = unet.site_table
+    table.recording(record)
+    record = tuple(record) if isinstance(record, list) else record
+    active = None if active is None else tuple(resolve_sites(table, active))
+    rows = tuple(int(r) for r in np.asarray(row_video).reshape(-1))
+    if not rows:
+        raise SamplingError("a sampling run needs at least one model row")
+    return SamplingPlan(row_video=rows, record=record, active=active, backend=backend, progress=progress)
+
+
+def sample(
+    unet,
+    plan: SamplingPlan,
+    schedule: Schedule,
+    latents: jax.Array,
+    row_text: jax.Array,
+    weights: jax.Array,
+    rewiring: Rewiring | None = None,
+    key: jax.Array | None = None,
+) -> SampleResult:
+    """Run the whole denoising loop (one compiled ``lax.scan`` over ``schedule.num_steps`` steps).
+
+    Args:
+        unet: a :class:`models.UNetMotionModel` (split once here; its parameters are traced inputs).
+        plan: the static plan (:func:`make_plan`).
+        schedule: from :func:`ieadapt_jax.schedulers.make_schedule`.
+        latents: [V, F, H, W, C] initial latents x_T (already scaled by ``schedule.init_noise_sigma``).
+        row_text: [R, L, D] text states of each row.
+        weights: [V, R] combination matrix W: ε_v = Σ_r W[v, r]·ε_r.
+        rewiring: None, a [sites, R] rewiring used at every step, or a [steps, sites, R] schedule
+            (:func:`ieadapt_jax.over_steps`). Sites outside ``plan.active`` must be left unchanged.
+        key: PRNG key for stochastic schedulers (DDIM with eta > 0, CogVideoX DPM); each step gets its own
+            split. Deterministic schedulers ignore it.
+
+    Returns:
+        :class:`SampleResult` with the final latents [V, F, H, W, C] float32 and per-step records.
+    """
+    table = unet.site_table
+    latents = jnp.asarray(latents, jnp.float32)
+    num_steps, rows = schedule.num_steps, plan.rows
+    if latents.ndim != 5:
+        raise SamplingError(f"latents must be [V, F, H, W, C], got shape {list(latents.shape)}")
+    videos = latents.shape[0]
+    bad_rows = [r for r in plan.row_video if not 0 <= r < videos]
+    if bad_rows:
+        raise SamplingError(f"row_video {list(plan.row_video)} names videos {bad_rows}; there are {videos} (0..{videos - 1})")
+    row_text = jnp.asarray(row_text)
+    if row_text.ndim != 3 or row_text.shape[0] != rows:
+        raise SamplingError(f"row_text must be [R={rows}, L, D] (one text per model row), got shape {list(row_text.shape)}")
+    weights = jnp.asarray(weights, jnp.float32)
+    if weights.shape != (videos, rows):
+        raise SamplingError(f"weights must be [V={videos}, R={rows}] (one row of W per video), got {list(weights.shape)}")
+    schedule_rw = _step_schedule(rewiring, table, plan, num_steps)
+    if key is None:
+        if schedule.stochastic:
+            raise SamplingError(f"{schedule.class_name} as configured is stochastic: pass key= (a PRNG key)")
+        key = jax.random.PRNGKey(0)
+    keys = jax.random.split(key, num_steps)  # [steps] keys
+    graphdef, state = nnx.split(unet)
+    with _progress_bar(num_steps, plan.progress):
+        out, records = _run(graphdef, state, plan, schedule, latents, row_text, weights, schedule_rw, keys)
+        jax.block_until_ready((out, records))
+        if plan.progress:
+            jax.effects_barrier()
+    names = tuple(table[s].name for s in table.recording(plan.record))
+    return SampleResult(out, records, names)
+
+
+def _step_schedule(rewiring: Rewiring | None, table, plan: SamplingPlan, num_steps: int) -> Rewiring | None:
+    """The rewiring as a [steps, sites, R] schedule (or None), checked against the table and the plan."""
+    if rewiring is None:
+        return None
+    validate(rewiring, table, plan.rows)
+    lead = rewiring.lead_shape
+    if lead == ():
+        rewiring = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_steps,) + x.shape), rewiring)
+    elif lead != (num_steps,):
+        raise SamplingError(
+            f"rewiring has leading axes {lead}; a schedule for this run needs [steps={num_steps}, sites, rows] "
+            "(ia.over_steps) or no leading axis"
+        )
+    if plan.active is not None and not isinstance(rewiring.q_from, jax.core.Tracer):
+        outside = sorted(set(rewired_sites(rewiring)) - set(plan.active))
+        if outside:
+            raise RewiringError(
+                f"sites {[table[s].name for s in outside]} are rewired but not in the plan's active sites; "
+                "add them to active= or use active=None"
+            )
+    return rewiring.device()
+
+
+def rewired_sites(rewiring: Rewiring) -> tuple[int, ...]:
+    """Positions of the sites that some step or row of a (concrete) rewiring changes from the no-op."""
+    own = np.arange(rewiring.rows, dtype=np.int32)
+    changed = np.zeros(rewiring.num_sites, bool)
+    for field in ("q_from", "k_from", "v_from"):
+        arr = np.asarray(getattr(rewiring, field))  # [..., S, R]
+        changed |= np.any(arr != own, axis=tuple(range(arr.ndim - 2)) + (arr.ndim - 1,))
+    mix = np.asarray(rewiring.mix)  # [..., S, R, 3]
+    changed |= np.any(mix != np.asarray([1.0, 0.0, 0.0], np.float32), axis=tuple(range(mix.ndim - 3)) + (mix.ndim - 2, mix.ndim - 1))
+    return tuple(int(s) for s in np.flatnonzero(changed))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "plan"))
+def _run(graphdef, state, plan: SamplingPlan, schedule, latents, row_text, weights, rewiring, keys):
+    model = nnx.merge(graphdef, state)
+    row_video = jnp.asarray(plan.row_video, jnp.int32)  # [R]
+
+    def body(loop, inputs):
+        x, carry = loop  # x [V, F, H, W, C] float32
+        i, rw, key = inputs
+        x_rows = scale_model_input(schedule, i, x[row_video])  # [R, F, H, W, C]
+        t = jnp.broadcast_to(schedule.timesteps[i], (plan.rows,))  # [R]
+        eps_rows, rec = model(x_rows, t, row_text, rw, record=plan.record, backend=plan.backend, active=plan.active)
+        eps = jnp.einsum("vr,r...->v...", weights, eps_rows.astype(jnp.float32))  # [V, F, H, W, C]
+        x, carry = step(schedule, i, x, eps, carry, key)
+        if plan.progress:
+            jax.debug.callback(_tick, ordered=True)
+        return (x, carry), rec
+
+    steps = jnp.arange(schedule.num_steps)
+    (latents, _), records = jax.lax.scan(body, (latents, initial_carry(schedule, latents)), (steps, rewiring, keys))
+    return latents, records
+
+
+_BAR: list = []  # the progress bar of the run in flight (the compiled loop's callback ticks it)
+
+
+def _tick() -> None:
+    if _BAR:
+        _BAR[-1].update(1)
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="sampling", unit="step")
+    _BAR.append(bar)
+    try:
+        yield
+    finally:
+        _BAR.remove(bar)
+        bar.close()
