@@ -1,0 +1,40 @@
+"""The toy world: procedural shape videos with captions (:mod:`.world`) and weight-free metrics (:mod:`.metrics`).
+
+A small text-to-video model trained on this world is the package's embedded default; these modules are its
+data and its yardstick.
+"""
+from . import metrics, world
+from .metrics import Prediction, classify
+from .world import (
+    WORLD_VERSION,
+    Attributes,
+    VocabularyError,
+    caption,
+    decode,
+    encode,
+    heldout_attributes,
+    one_object,
+    parse,
+    render,
+    render_batch,
+    train_attributes,
+)
+
+__all__ = [
+    "WORLD_VERSION",
+    "Attributes",
+    "Prediction",
+    "VocabularyError",
+    "caption",
+    "classify",
+    "decode",
+    "encode",
+    "heldout_attributes",
+    "metrics",
+    "one_object",
+    "parse",
+    "render",
+    "render_batch",
+    "train_attributes",
+    "world",
+]
