@@ -12,27 +12,16 @@ import transformers
 import ieadapt_jax
 from convert.common import ConversionError
 from models.clip_text import CLIPTextModel
+from ieadapt_jax.demo import tiny_tokenizer
 from models.unet_motion import UNetMotionModel
 from models.vae import AutoencoderKL
 
 ATOL = 1e-4
 
 
-def _tokenizer():
-    """A tiny CLIP BPE tokenizer built in memory (no download): letters, a few merges, BOS/EOS."""
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["!"]
-    vocab = {t: i for i, t in enumerate(letters + [c + "</w>" for c in letters])}
-    merges = [("c", "a"), ("ca", "t</w>"), ("d", "o"), ("do", "g</w>")]
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return transformers.CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
-
-
 def _components():
     torch.manual_seed(0)
-    tokenizer = _tokenizer()
+    tokenizer = tiny_tokenizer()
     text_encoder = transformers.CLIPTextModel(
         transformers.CLIPTextConfig(
             vocab_size=len(tokenizer),
