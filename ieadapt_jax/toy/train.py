@@ -1,0 +1,398 @@
+"""Training the toy text-to-video model: data drawn on the device, one jitted step, resumable from orbax.
+
+    run = train(TrainConfig(steps=3000, batch=64), "runs/toy", max_minutes=6)
+    export(run.out, "runs/toy/model")
+
+A run folder holds ``run.json`` (the :class:`TrainConfig`), ``checkpoints/`` (orbax: fp32 parameters,
+optimizer state and step), ``loss.jsonl`` (one line per logged step) and ``loss.png``. Rerunning with the
+same folder continues from the latest checkpoint; the step's PRNG key is ``fold_in(seed, step)``, so a
+resumed run is bit-identical to an uninterrupted one (same config, same device kind).
+
+One step: draw training attributes (:func:`world.train_attributes`), render them ([B, 16, 32, 32, 3] in
+[0, 1], scaled to [-1, 1]), tokenize their captions on the device (:func:`caption_ids`; a fraction
+``caption_dropout`` gets the empty caption, for classifier-free guidance), noise them at uniform random
+timesteps with SD's schedule and regress the UNet's ε on the noise (MSE). The UNet and the text encoder
+train together with AdamW (linear warmup, cosine decay to 10%, global-norm clipping) on fp32 master
+parameters; the forward runs in ``precision`` (bf16 by default).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from ..schedulers import add_noise, make_schedule
+from . import model as toy_model
+from . import world
+
+RUN_CONFIG = "run.json"
+LOSS_LOG = "loss.jsonl"
+LOSS_PLOT = "loss.png"
+CHECKPOINTS = "checkpoints"
+PRECISIONS = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
+
+
+class TrainError(ValueError):
+    """A run folder or setting that training cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (stored in the run folder's ``run.json``)."""
+
+    arch: str = "toy"
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 5e-4
+    warmup: int = 200
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    caption_dropout: float = 0.1
+    two_object_fraction: float = 0.1
+    precision: str = "bf16"
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 25
+
+    def __post_init__(self):
+        if self.arch not in toy_model.ARCHS:
+            raise TrainError(f"unknown arch {self.arch!r}; choose one of {', '.join(toy_model.ARCHS)}")
+        if self.precision not in PRECISIONS:
+            raise TrainError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        for name in ("steps", "batch", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.caption_dropout < 1.0 or not 0.0 <= self.two_object_fraction <= 1.0:
+            raise TrainError("caption_dropout must be in [0, 1) and two_object_fraction in [0, 1]")
+
+
+class TrainState(NamedTuple):
+    """step: int32 []; params: fp32 nnx.State of ``nnx.List([unet, text_encoder])``; opt_state: optax's."""
+
+    step: jax.Array
+    params: nnx.State
+    opt_state: optax.OptState
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What :func:`train` returns: the run folder, the step reached, the last logged loss, and why it stopped."""
+
+    out: Path
+    step: int
+    loss: float | None
+    stopped: str
+
+
+# --------------------------------------------------------------------------------------- captions
+
+
+def _word_ids(words: str) -> list[int]:
+    return [world.VOCAB.index(w) for w in words.split()]
+
+
+def _padded_table(phrases: list[list[int]], width: int) -> np.ndarray:
+    """int32 [len(phrases), width]: each phrase's ids, padded with PAD."""
+    return np.array([p + [world.PAD_ID] * (width - len(p)) for p in phrases], np.int32)
+
+
+def _motion_words(motion: int) -> str:
+    if motion == world.BOUNCING:
+        return "bouncing"
+    if motion == world.STATIC:
+        return "standing still"
+    return f"moving {world.MOTIONS[motion]}"
+
+
+_MOTION_IDS = _padded_table([_word_ids(_motion_words(m)) for m in range(len(world.MOTIONS))], 2)  # [10, 2]
+_BACKGROUND_IDS = _padded_table([_word_ids(b) for b in world.BACKGROUNDS], 3)  # [9, 3]
+_TABLES = {name: np.array(_word_ids(" ".join(table)), np.int32)
+           for name, table in (("size", world.SIZES), ("colour", world.COLOURS), ("shape", world.SHAPES))}
+
+
+def caption_ids(attrs: world.Attributes) -> jax.Array:
+    """int32 [B, CONTEXT_LENGTH]: ``world.encode(world.caption(attrs))`` computed on the device (jit-able).
+
+    Each caption is laid out with fixed slots (words that a caption lacks are PAD), then its words are
+    moved to the front in order; PAD is never a caption word, so what remains is the padding.
+    """
+    def word(name):
+        return jnp.asarray(name if isinstance(name, int) else world.VOCAB.index(name), jnp.int32)
+
+    b = attrs.background.shape[0]
+
+    def column(token, present=True):
+        return jnp.where(present, jnp.broadcast_to(token, (b,)), world.PAD_ID)[:, None]  # [B, 1]
+
+    parts = [column(world.BOS_ID)]
+    for k in range(world.MAX_OBJECTS):
+        present = k < attrs.count  # [B]
+        if k:
+            parts.append(column(word("and"), present))
+        parts.append(column(word("a"), present))
+        for field in ("size", "colour", "shape"):
+            parts.append(column(jnp.asarray(_TABLES[field])[getattr(attrs, field)[:, k]], present))
+        parts.append(jnp.where(present[:, None], jnp.asarray(_MOTION_IDS)[attrs.motion[:, k]], world.PAD_ID))
+    parts += [column(word("on")), column(word("a")), jnp.asarray(_BACKGROUND_IDS)[attrs.background],
+              column(word("background")), column(world.EOS_ID)]
+    slots = jnp.concatenate(parts, axis=1)  # [B, S]
+    keep = slots != world.PAD_ID
+    position = jnp.where(keep, jnp.cumsum(keep, axis=1) - 1, world.CONTEXT_LENGTH)  # [B, S]; dropped: out of range
+    rows = jnp.broadcast_to(jnp.arange(b)[:, None], slots.shape)
+    out = jnp.full((b, world.CONTEXT_LENGTH), world.PAD_ID, jnp.int32)
+    return out.at[rows, position].set(slots, mode="drop")
+
+
+# ------------------------------------------------------------------------------------------ batches
+
+
+def training_batch(key: jax.Array, batch: int, caption_dropout: float, two_object_fraction: float):
+    """(videos float32 [B, F, H, W, 3] in [-1, 1], token ids int32 [B, CONTEXT_LENGTH]) drawn from ``key``."""
+    k_attrs, k_render, k_drop = jax.random.split(key, 3)
+    attrs = world.train_attributes(k_attrs, batch, two_object_fraction=two_object_fraction)
+    videos = world.render_batch(attrs, k_render) * 2.0 - 1.0  # [0, 1] -> [-1, 1]
+    ids = caption_ids(attrs)
+    empty = jnp.asarray(world.encode(""))  # [L]
+    dropped = jax.random.uniform(k_drop, (batch,)) < caption_dropout
+    return videos, jnp.where(dropped[:, None], empty, ids)
+
+
+# ------------------------------------------------------------------------------------- optimisation
+
+
+def learning_rate(config: TrainConfig) -> optax.Schedule:
+    """Linear warmup to ``lr`` over ``warmup`` steps, then cosine decay to 10% of it at ``steps``."""
+    warmup = min(config.warmup, config.steps)
+    return optax.warmup_cosine_decay_schedule(0.0, config.lr, warmup, max(config.steps, warmup + 1),
+                                              end_value=0.1 * config.lr)
+
+
+def optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW with weight decay on matrices and kernels only."""
+    decay_mask = functools.partial(jax.tree.map, lambda p: p.ndim >= 2)
+    return optax.chain(optax.clip_by_global_norm(config.clip_norm),
+                       optax.adamw(learning_rate(config), weight_decay=config.weight_decay, mask=decay_mask))
+
+
+def init_state(config: TrainConfig) -> TrainState:
+    """The step-0 state: fp32 parameters initialised from the seed, fresh optimizer state.
+
+    Placed (committed) on the default device, as restored checkpoints are, so both hit one compiled step.
+    """
+    models = toy_model.build_models(config.arch, dtype=jnp.float32, seed=config.seed)
+    params = nnx.state(models, nnx.Param)
+    state = TrainState(jnp.zeros((), jnp.int32), params, optimizer(config).init(params))
+    return jax.device_put(state, jax.devices()[0])
+
+
+def abstract_state(config: TrainConfig) -> TrainState:
+    """Shapes and dtypes of :func:`init_state` (nothing initialised)."""
+    params = nnx.state(toy_model.abstract_models(config.arch, dtype=jnp.float32), nnx.Param)
+    return TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, jax.eval_shape(optimizer(config).init, params))
+
+
+@functools.lru_cache(maxsize=4)
+def make_train_step(config: TrainConfig):
+    """``train_step(state, key) -> (state, loss)``: one jitted step; ``state`` is donated.
+
+    ``key`` is the run's base key; the step's key is ``fold_in(key, state.step)``. Cached per config, so
+    runs of one process (a resume, tests) compile the step once.
+    """
+    compute = PRECISIONS[config.precision]
+    graphdef = nnx.graphdef(toy_model.abstract_models(config.arch, dtype=compute))
+    schedule = make_schedule(toy_model.SCHEDULER_CONFIG, 1)
+    num_train = schedule.alphas_cumprod.shape[0]
+    tx = optimizer(config)
+
+    def loss_fn(params, videos, ids, t, noise):
+        unet, text_encoder = nnx.merge(graphdef, jax.tree.map(lambda p: p.astype(compute), params))
+        noisy = add_noise(schedule, videos, noise, t)
+        eps, _ = unet(noisy, t, text_encoder.prompt_embeds(ids))
+        return jnp.mean((eps.astype(jnp.float32) - noise) ** 2)
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def train_step(state: TrainState, key: jax.Array) -> tuple[TrainState, jax.Array]:
+        k_data, k_time, k_noise = jax.random.split(jax.random.fold_in(key, state.step), 3)
+        videos, ids = training_batch(k_data, config.batch, config.caption_dropout, config.two_object_fraction)
+        t = jax.random.randint(k_time, (config.batch,), 0, num_train)
+        noise = jax.random.normal(k_noise, videos.shape, jnp.float32)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, videos, ids, t, noise)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state), loss
+
+    return train_step
+
+
+# ------------------------------------------------------------------------------------------ run folder
+
+
+def _read_run_config(out: Path, config: TrainConfig | None) -> TrainConfig:
+    """The run's config: ``config`` written to a new folder, or the stored one (which must match, if given)."""
+    file = out / RUN_CONFIG
+    if not file.is_file():
+        if config is None:
+            raise TrainError(f"{out} has no {RUN_CONFIG}: it is not a training run folder")
+        out.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
+        return config
+    stored = TrainConfig(**json.loads(file.read_text()))
+    if config is not None and config != stored:
+        changed = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(stored).items() if getattr(config, k) != v}
+        raise TrainError(f"{out} holds a run with other settings (stored, given): {changed}; resume it with the "
+                         "same settings or use another --out")
+    return stored
+
+
+def _manager(out: Path):
+    import orbax.checkpoint as ocp
+
+    return ocp.CheckpointManager((out / CHECKPOINTS).resolve(), options=ocp.CheckpointManagerOptions(max_to_keep=2))
+
+
+def _save(manager, state: TrainState) -> None:
+    import orbax.checkpoint as ocp
+
+    manager.save(int(state.step), args=ocp.args.StandardSave(jax.tree.leaves(state)), force=True)
+    manager.wait_until_finished()
+
+
+def restore_state(out: str | os.PathLike, config: TrainConfig) -> TrainState | None:
+    """The latest checkpointed state of a run folder, or None when it has none."""
+    import orbax.checkpoint as ocp
+
+    with _manager(Path(out)) as manager:
+        step = manager.latest_step()
+        if step is None:
+            return None
+        leaves, treedef = jax.tree.flatten(abstract_state(config))
+        restored = manager.restore(step, args=ocp.args.StandardRestore(leaves))
+    return jax.tree.unflatten(treedef, restored)
+
+
+def _truncate_log(file: Path, step: int) -> None:
+    """Drop log lines past ``step`` (left by a run that stopped between a log line and its checkpoint)."""
+    if not file.is_file():
+        return
+    lines = [line for line in file.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    file.write_text("".join(line + "\n" for line in lines))
+
+
+# ----------------------------------------------------------------------------------------------- train
+
+
+def train(config: TrainConfig | None, out: str | os.PathLike, *, max_minutes: float | None = None,
+          stop_after: int | None = None, progress: bool = True) -> RunResult:
+    """Train (or continue training) the run in ``out`` until ``config.steps``.
+
+    Args:
+      config: the run's settings; None to continue the run stored in ``out``.
+      out: the run folder (created if needed).
+      max_minutes: stop (with a checkpoint) once this much wall time has passed since the call.
+      stop_after: stop (with a checkpoint) after this many steps of this call.
+      progress: show a tqdm bar.
+
+    Raises:
+      TrainError: ``out`` holds a run with other settings, or is not a run folder and ``config`` is None.
+    """
+    from tqdm.auto import tqdm
+
+    start = time.monotonic()
+    out = Path(out)
+    config = _read_run_config(out, config)
+    state = restore_state(out, config) or init_state(config)
+    first = int(state.step)
+    _truncate_log(out / LOSS_LOG, first)
+    train_step = make_train_step(config)
+    key = jax.random.key(config.seed)
+    lr = learning_rate(config)
+    pending: list[jax.Array] = []
+    last_loss, stopped = None, "done"
+    with _manager(out) as manager, open(out / LOSS_LOG, "a") as log, \
+            tqdm(total=config.steps, initial=first, desc="training", unit="step", disable=not progress) as bar:
+        for step in range(first, config.steps):
+            state, loss = train_step(state, key)
+            pending.append(loss)
+            done = step + 1
+            if done % config.log_every == 0 or done == config.steps:
+                last_loss = float(jnp.mean(jnp.stack(pending)))
+                pending = []
+                log.write(json.dumps({"step": done, "loss": last_loss, "lr": float(lr(step)),
+                                      "time_s": round(time.monotonic() - start, 3)}) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{last_loss:.4f}")
+            bar.update(1)
+            out_of_time = max_minutes is not None and time.monotonic() - start >= 60.0 * max_minutes
+            out_of_steps = stop_after is not None and done - first >= stop_after
+            if done % config.checkpoint_every == 0 or done == config.steps or out_of_time or out_of_steps:
+                _save(manager, state)
+            if done < config.steps and (out_of_time or out_of_steps):
+                stopped = "max_minutes" if out_of_time else "stop_after"
+                break
+        else:
+            if first == config.steps:
+                stopped = "already done"
+    plot_loss(out)
+    return RunResult(out, int(state.step), last_loss, stopped)
+
+
+def plot_loss(out: str | os.PathLike) -> Path | None:
+    """Write ``loss.png`` (raw and smoothed loss against step, log scale) from ``loss.jsonl``; None without data.
+
+    Needs matplotlib.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    file = out / LOSS_LOG
+    records = [json.loads(line) for line in file.read_text().splitlines() if line] if file.is_file() else []
+    if not records:
+        return None
+    steps = np.array([r["step"] for r in records])
+    loss = np.array([r["loss"] for r in records])
+    window = max(1, len(loss) // 20)
+    smooth = np.convolve(loss, np.ones(window) / window, mode="valid")  # [n - window + 1]
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=120)
+    axis.plot(steps, loss, alpha=0.35, label="loss (mean over log interval)")
+    axis.plot(steps[window - 1:], smooth, label=f"moving average ({window})")
+    axis.set(xlabel="step", ylabel="ε MSE", yscale="log", title="toy model training loss")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(out / LOSS_PLOT)
+    plt.close(figure)
+    return out / LOSS_PLOT
+
+
+def export(out: str | os.PathLike, to: str | os.PathLike, *, dtype=jnp.bfloat16) -> Path:
+    """Write the latest checkpoint of run ``out`` as a toy-model snapshot folder ``to`` (params in ``dtype``)."""
+    out = Path(out)
+    config = _read_run_config(out, None)
+    state = restore_state(out, config)
+    if state is None:
+        raise TrainError(f"{out} has no checkpoint yet; train first")
+    models = toy_model.abstract_models(config.arch, dtype=dtype)
+    nnx.update(models, jax.tree.map(lambda p: p.astype(dtype), state.params))
+    unet, text_encoder = models
+    info = {**dataclasses.asdict(config), "trained_steps": int(state.step),
+            "final_loss": _last_loss(out), "parameters": toy_model.param_count(models)}
+    return toy_model.save_toy(to, unet, text_encoder, info, dtype=dtype)
+
+
+def _last_loss(out: Path) -> float | None:
+    file = out / LOSS_LOG
+    lines = [line for line in file.read_text().splitlines() if line] if file.is_file() else []
+    return json.loads(lines[-1])["loss"] if lines else None
+
