@@ -1,0 +1,112 @@
+"""``python -m ieadapt_jax.toy {train,export,eval}``: train, export and evaluate the toy text-to-video model.
+
+    python -m ieadapt_jax.toy train --out runs/toy --steps 3000 --batch 64 --max-minutes 6
+    python -m ieadapt_jax.toy export --out runs/toy            # -> runs/toy/model (bf16 snapshot)
+    python -m ieadapt_jax.toy eval --model runs/toy/model      # -> runs/toy/eval/{eval.json,samples.gif}
+
+``train --export`` exports after training. Exit codes: 0 done, 2 bad arguments or folders.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .model import ToySnapshotError
+
+MODEL_FOLDER = "model"
+EVAL_FOLDER = "eval"
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .model import ARCHS
+    from .train import PRECISIONS, TrainConfig
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m ieadapt_jax.toy", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,export,eval}")
+
+    train = commands.add_parser("train", help="train (or resume) a run; see ieadapt_jax.toy.train")
+    train.add_argument("--out", required=True, help="run folder (resumed when it holds a run)")
+    train.add_argument("--steps", type=int, default=defaults.steps, help="total steps (cosine schedule length)")
+    train.add_argument("--batch", type=int, default=defaults.batch)
+    train.add_argument("--lr", type=float, default=defaults.lr)
+    train.add_argument("--warmup", type=int, default=defaults.warmup)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--arch", choices=sorted(ARCHS), default=defaults.arch)
+    train.add_argument("--precision", choices=sorted(PRECISIONS), default=defaults.precision)
+    train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    train.add_argument("--max-minutes", type=float, default=None,
+                       help="stop with a checkpoint after this much wall time (rerun to continue)")
+    train.add_argument("--export", action="store_true", help=f"export <out>/{MODEL_FOLDER} when training stops")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = commands.add_parser("export", help="write the latest checkpoint as a toy-model snapshot (bf16)")
+    export.add_argument("--out", required=True, help="run folder")
+    export.add_argument("--to", default=None, help=f"snapshot folder (default <out>/{MODEL_FOLDER})")
+
+    evaluate = commands.add_parser("eval", help="held-out accuracy of a snapshot; writes eval.json, samples.gif")
+    evaluate.add_argument("--model", required=True, help="toy-model snapshot folder")
+    evaluate.add_argument("--out", default=None, help=f"output folder (default: <model>/../{EVAL_FOLDER})")
+    evaluate.add_argument("--num", type=int, default=200)
+    evaluate.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    evaluate.add_argument("--guidance-scale", type=float, default=None, help="default: the snapshot's")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--batch", type=int, default=50, help="videos per sampling run")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _train(args, parser) -> None:
+    from .train import TrainConfig, TrainError, export, train
+
+    try:
+        config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
+                             arch=args.arch, precision=args.precision, checkpoint_every=args.checkpoint_every)
+        result = train(config, args.out, max_minutes=args.max_minutes, progress=not args.quiet)
+    except TrainError as e:
+        parser.error(str(e))
+    print(json.dumps({k: str(v) for k, v in dataclasses.asdict(result).items()}))
+    if args.export:
+        print(f"exported {export(args.out, Path(args.out) / MODEL_FOLDER)}")
+
+
+def _export(args, parser) -> None:
+    from .train import TrainError, export
+
+    try:
+        print(f"exported {export(args.out, args.to or Path(args.out) / MODEL_FOLDER)}")
+    except TrainError as e:
+        parser.error(str(e))
+
+
+def _eval(args, parser) -> None:
+    from convert.common import ConversionError
+
+    from .evaluate import evaluate
+
+    if args.num < 1 or args.steps < 1 or args.batch < 1:
+        parser.error("--num, --steps and --batch must be >= 1")
+    out = args.out or Path(args.model).resolve().parent / EVAL_FOLDER
+    try:
+        report = evaluate(args.model, out, num=args.num, num_inference_steps=args.steps,
+                          guidance_scale=args.guidance_scale, seed=args.seed, batch=args.batch,
+                          progress=not args.quiet)
+    except (ToySnapshotError, ConversionError) as e:
+        parser.error(str(e))
+    summary = {k: report[k] for k in ("accuracy", "bars", "passed", "num", "guidance_scale", "seconds")}
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {Path(out) / 'eval.json'} and {Path(out) / 'samples.gif'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; argument and folder errors exit with code 2 and a message."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    {"train": _train, "export": _export, "eval": _eval}[args.command](args, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
