@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from ieadapt_jax.attention import BACKENDS
+
 from .model import ToySnapshotError
 
 MODEL_FOLDER = "model"
@@ -38,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", choices=sorted(ARCHS), default=defaults.arch)
     train.add_argument("--precision", choices=sorted(PRECISIONS), default=defaults.precision)
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    train.add_argument("--attention-backend", choices=BACKENDS, default=defaults.attention_backend,
+                       help="attention backend of the training forward (see ieadapt_jax.attend)")
     train.add_argument("--max-minutes", type=float, default=None,
                        help="stop with a checkpoint after this much wall time (rerun to continue)")
     train.add_argument("--export", action="store_true", help=f"export <out>/{MODEL_FOLDER} when training stops")
@@ -55,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--guidance-scale", type=float, default=None, help="default: the snapshot's")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--batch", type=int, default=50, help="videos per sampling run")
+    evaluate.add_argument("--attention-backend", choices=BACKENDS, default="auto",
+                          help="attention backend of the sampling forward (see ieadapt_jax.attend)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -64,7 +70,8 @@ def _train(args, parser) -> None:
 
     try:
         config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
-                             arch=args.arch, precision=args.precision, checkpoint_every=args.checkpoint_every)
+                             arch=args.arch, precision=args.precision, checkpoint_every=args.checkpoint_every,
+                             attention_backend=args.attention_backend)
         result = train(config, args.out, max_minutes=args.max_minutes, progress=not args.quiet)
     except TrainError as e:
         parser.error(str(e))
@@ -93,7 +100,7 @@ def _eval(args, parser) -> None:
     try:
         report = evaluate(args.model, out, num=args.num, num_inference_steps=args.steps,
                           guidance_scale=args.guidance_scale, seed=args.seed, batch=args.batch,
-                          progress=not args.quiet)
+                          backend=args.attention_backend, progress=not args.quiet)
     except (ToySnapshotError, ConversionError) as e:
         parser.error(str(e))
     summary = {k: report[k] for k in ("accuracy", "bars", "passed", "num", "guidance_scale", "seconds")}

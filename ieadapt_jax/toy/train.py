@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from ..attention import BACKENDS
 from ..schedulers import add_noise, make_schedule
 from . import model as toy_model
 from . import world
@@ -63,10 +64,13 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 25
+    attention_backend: str = "auto"
 
     def __post_init__(self):
         if self.arch not in toy_model.ARCHS:
             raise TrainError(f"unknown arch {self.arch!r}; choose one of {', '.join(toy_model.ARCHS)}")
+        if self.attention_backend not in BACKENDS:
+            raise TrainError(f"unknown attention backend {self.attention_backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.precision not in PRECISIONS:
             raise TrainError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         for name in ("steps", "batch", "checkpoint_every", "log_every"):
@@ -217,7 +221,8 @@ def make_train_step(config: TrainConfig):
     def loss_fn(params, videos, ids, t, noise):
         unet, text_encoder = nnx.merge(graphdef, jax.tree.map(lambda p: p.astype(compute), params))
         noisy = add_noise(schedule, videos, noise, t)
-        eps, _ = unet(noisy, t, text_encoder.prompt_embeds(ids))
+        text = text_encoder.prompt_embeds(ids, backend=config.attention_backend)
+        eps, _ = unet(noisy, t, text, backend=config.attention_backend)
         return jnp.mean((eps.astype(jnp.float32) - noise) ** 2)
 
     @functools.partial(jax.jit, donate_argnums=0)
