@@ -104,11 +104,12 @@ def write_grid(path: Path, videos: np.ndarray, labels: Sequence[str]) -> Path:
 
 def evaluate(model: str | os.PathLike, out: str | os.PathLike, *, num: int = 200, num_inference_steps: int = 25,
              guidance_scale: float | None = None, seed: int = 0, batch: int = 50, dtype=None,
-             progress: bool = True) -> dict:
+             backend: str = "auto", progress: bool = True) -> dict:
     """Generate ``num`` held-out videos with the snapshot ``model``, classify them, write ``eval.json`` and
     ``samples.gif`` into ``out``, and return the report (accuracies per attribute, the bars, per-video rows).
 
-    ``guidance_scale`` defaults to the snapshot's ``default_guidance_scale``; ``dtype`` to :func:`default_dtype`.
+    ``guidance_scale`` defaults to the snapshot's ``default_guidance_scale``; ``dtype`` to :func:`default_dtype`;
+    ``backend`` is the attention backend of the sampling forward.
     """
     start = time.perf_counter()
     info = read_toy_info(model)
@@ -117,7 +118,7 @@ def evaluate(model: str | os.PathLike, out: str | os.PathLike, *, num: int = 200
     attrs = jax.tree.map(np.asarray, world.heldout_attributes(jax.random.key(seed), num))
     captions = world.caption(attrs)
     videos = generate(components, captions, num_inference_steps=num_inference_steps, guidance_scale=scale,
-                      seed=seed, batch=batch, progress=progress)
+                      seed=seed, batch=batch, backend=backend, progress=progress)
     predicted = jax.tree.map(np.asarray, metrics.classify(videos))
     accuracy = {name: float(np.mean(getattr(predicted, field) == getattr(attrs, field)[:, 0]))
                 for name, field in (("colour", "colour"), ("shape", "shape"), ("motion", "motion"), ("size", "size"))}
