@@ -47,25 +47,29 @@ def tiny_animatediff(seed: int = 0, dtype=jnp.float32) -> AnimateDiffComponents:
     """
     tokenizer = tiny_tokenizer()
 
-    models = nnx.eval_shape(lambda: _models(len(tokenizer), tokenizer.eos_token_id, dtype, nnx.Rngs(0)))
-    graphdef, state = nnx.split(models)
-    rng = np.random.default_rng(seed)
-    state = jax.tree_util.tree_map_with_path(lambda path, x: _init(rng, _param_name(path), x), state)
-    unet, vae, text_encoder = nnx.merge(graphdef, state)
+    abstract = nnx.eval_shape(lambda: _models(len(tokenizer), tokenizer.eos_token_id, dtype, nnx.Rngs(0)))
+    unet, vae, text_encoder = random_init(abstract, seed)
     return AnimateDiffComponents(
         unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler_config=dict(DDIM_CONFIG),
         path="<tiny random AnimateDiff>",
     )
 
 
-def _param_name(path) -> str:
-    """The parameter's attribute name ("kernel", "bias", ...): the last named key of its state path."""
-    return [str(k.key) for k in path if hasattr(k, "key")][-1]
+def random_init(models: nnx.Module, seed: int) -> nnx.Module:
+    """``models`` (abstract or not) with fresh random parameters drawn in numpy from ``seed``.
+
+    Drawing on the host is faster than compiling a jitted initialiser for small models: kernels and
+    embeddings N(0, 1/fan_in), biases 0, norm scales 1.
+    """
+    graphdef, state = nnx.split(models)
+    rng = np.random.default_rng(seed)
+    state = jax.tree_util.tree_map_with_path(lambda path, x: _initial_value(rng, path, x), state)
+    return nnx.merge(graphdef, state)
 
 
-def _init(rng: np.random.Generator, name: str, x: jax.ShapeDtypeStruct) -> jax.Array:
-    """Flax-style initial values, drawn in numpy (compiling a jitted initialiser takes longer than running it):
-    kernels and embeddings N(0, 1/fan_in), biases 0, norm scales 1."""
+def _initial_value(rng: np.random.Generator, path, x: jax.ShapeDtypeStruct) -> jax.Array:
+    """One parameter's initial value; its kind is the last named key of its state path."""
+    name = [str(k.key) for k in path if hasattr(k, "key")][-1]
     if name == "bias":
         value = np.zeros(x.shape)
     elif name == "scale":

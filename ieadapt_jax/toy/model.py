@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..demo import random_init
 from ..loading import AnimateDiffComponents
 from . import world
 
@@ -115,24 +116,7 @@ def build_models(arch: str, *, dtype=jnp.float32, seed: int = 0) -> nnx.List:
     takes longer than training a few steps): kernels N(0, 1/fan_in), embeddings N(0, 1/width), biases 0,
     norm scales 1.
     """
-    models = abstract_models(arch, dtype=dtype)
-    graphdef, state = nnx.split(models)
-    rng = np.random.default_rng(seed)
-    state = jax.tree_util.tree_map_with_path(lambda path, x: _initial_value(rng, path, x), state)
-    return nnx.merge(graphdef, state)
-
-
-def _initial_value(rng: np.random.Generator, path, x: jax.ShapeDtypeStruct) -> jax.Array:
-    """One parameter's initial value; its kind is the last named key of its state path."""
-    name = [str(k.key) for k in path if hasattr(k, "key")][-1]
-    if name == "bias":
-        value = np.zeros(x.shape)
-    elif name == "scale":
-        value = np.ones(x.shape)
-    else:
-        fan_in = int(np.prod(x.shape[:-1])) if name == "kernel" else x.shape[-1]
-        value = rng.standard_normal(x.shape) / np.sqrt(fan_in)
-    return jnp.asarray(value, x.dtype)
+    return random_init(abstract_models(arch, dtype=dtype), seed)
 
 
 def abstract_models(arch: str, *, dtype=jnp.float32) -> nnx.List:
