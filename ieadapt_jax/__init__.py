@@ -11,12 +11,14 @@ from .rewiring import (
     Rewiring,
     RewiringError,
     SiteRewiring,
+    check_active,
     inject,
     mode_mix,
     noop,
     over_steps,
     perturb,
     resolve_sites,
+    rewired_sites,
     stack,
     validate,
 )
@@ -52,7 +54,7 @@ __all__ = [
     "load_animatediff",
 ]
 
-from .sampling import SampleResult, SamplingError, SamplingPlan, make_plan, rewired_sites, sample
+from .sampling import SampleResult, SamplingError, SamplingPlan, make_plan, sample
 from .guidance import PRESETS, Guidance, GuidanceError, guidance_rows, profile_entropy
 from .pipeline import PipelineError, VideoResult, text_to_video
 from .demo import tiny_animatediff
@@ -63,6 +65,7 @@ __all__ += [
     "SamplingPlan",
     "make_plan",
     "rewired_sites",
+    "check_active",
     "sample",
     "PRESETS",
     "Guidance",

@@ -33,7 +33,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .rewiring import Rewiring, RewiringError, SiteRewiring
 
@@ -426,7 +425,7 @@ class SiteContext:
     def __init__(
         self, table, rows: int, rewiring: Rewiring | None = None, record=False, backend: str = "auto", active=None
     ):
-        from .rewiring import resolve_sites, validate
+        from .rewiring import check_active, resolve_sites, validate
 
         if rewiring is not None:
             validate(rewiring, table, rows)
@@ -442,7 +441,7 @@ class SiteContext:
         self.backend = backend
         self.active = None if active is None else frozenset(resolve_sites(table, active))
         if rewiring is not None and self.active is not None and not isinstance(rewiring.q_from, jax.core.Tracer):
-            _check_inactive_sites_are_noop(rewiring, table, self.active)
+            check_active(rewiring, table, self.active)
         self._records: dict[int, Record] = {}
 
     def __call__(self, site: int, q, k, v, **kwargs):
@@ -468,14 +467,3 @@ class SiteContext:
             raise RuntimeError(f"sites planned to record were never called: {missing}")
         return stack_records([self._records[s] for s in self.recording])
 
-
-def _check_inactive_sites_are_noop(rw: Rewiring, table, active) -> None:
-    inactive = [s for s in range(len(table)) if s not in active]
-    rows = rw.q_from.shape[-1]
-    own = np.arange(rows)
-    for s in inactive:
-        same = all(np.array_equal(np.asarray(getattr(rw, f))[s], own) for f in ("q_from", "k_from", "v_from"))
-        if not same or not np.array_equal(np.asarray(rw.mix)[s], np.tile([1.0, 0.0, 0.0], (rows, 1))):
-            raise RewiringError(
-                f"site {table[s].name!r} is rewired but not in the plan's active sites; add it to active= or leave active=None"
-            )

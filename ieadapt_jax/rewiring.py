@@ -247,6 +247,28 @@ def validate(rw: Rewiring, table: SiteTable | None = None, rows: int | None = No
     return rw
 
 
+def rewired_sites(rw: Rewiring) -> tuple[int, ...]:
+    """Positions of the sites that some step or row of a (concrete) rewiring changes from the no-op."""
+    own = np.arange(rw.rows, dtype=np.int32)
+    changed = np.zeros(rw.num_sites, bool)
+    for field in ("q_from", "k_from", "v_from"):
+        arr = np.asarray(getattr(rw, field))  # [..., S, R]
+        changed |= np.any(arr != own, axis=tuple(range(arr.ndim - 2)) + (arr.ndim - 1,))
+    mix = np.asarray(rw.mix)  # [..., S, R, 3]
+    changed |= np.any(mix != np.asarray(A_MIX, np.float32), axis=tuple(range(mix.ndim - 3)) + (mix.ndim - 2, mix.ndim - 1))
+    return tuple(int(s) for s in np.flatnonzero(changed))
+
+
+def check_active(rw: Rewiring, table: SiteTable, active) -> None:
+    """Raise unless every site a concrete rewiring changes is among the plan's ``active`` positions."""
+    outside = sorted(set(rewired_sites(rw)) - set(active))
+    if outside:
+        raise RewiringError(
+            f"sites {[table[s].name for s in outside]} are rewired but not in the plan's active sites; "
+            "add them to active= or use active=None"
+        )
+
+
 def _checked_host(rw: Rewiring, table: SiteTable) -> Rewiring:
     validate(rw, table)
     if rw.lead_shape:

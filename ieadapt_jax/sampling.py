@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 
 from .attention import Record
-from .rewiring import Rewiring, RewiringError, resolve_sites, validate
+from .rewiring import Rewiring, check_active, resolve_sites, validate
 from .schedulers import Schedule, initial_carry, scale_model_input, step
 
 
@@ -161,25 +161,8 @@ def _step_schedule(rewiring: Rewiring | None, table, plan: SamplingPlan, num_ste
             "(ia.over_steps) or no leading axis"
         )
     if plan.active is not None and not isinstance(rewiring.q_from, jax.core.Tracer):
-        outside = sorted(set(rewired_sites(rewiring)) - set(plan.active))
-        if outside:
-            raise RewiringError(
-                f"sites {[table[s].name for s in outside]} are rewired but not in the plan's active sites; "
-                "add them to active= or use active=None"
-            )
+        check_active(rewiring, table, plan.active)
     return rewiring.device()
-
-
-def rewired_sites(rewiring: Rewiring) -> tuple[int, ...]:
-    """Positions of the sites that some step or row of a (concrete) rewiring changes from the no-op."""
-    own = np.arange(rewiring.rows, dtype=np.int32)
-    changed = np.zeros(rewiring.num_sites, bool)
-    for field in ("q_from", "k_from", "v_from"):
-        arr = np.asarray(getattr(rewiring, field))  # [..., S, R]
-        changed |= np.any(arr != own, axis=tuple(range(arr.ndim - 2)) + (arr.ndim - 1,))
-    mix = np.asarray(rewiring.mix)  # [..., S, R, 3]
-    changed |= np.any(mix != np.asarray([1.0, 0.0, 0.0], np.float32), axis=tuple(range(mix.ndim - 3)) + (mix.ndim - 2, mix.ndim - 1))
-    return tuple(int(s) for s in np.flatnonzero(changed))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "plan"))
