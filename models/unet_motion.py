@@ -347,6 +347,13 @@ class AnimateDiffTransformer3D(nnx.Module):
         return out + x
 
 
+def _spatial_transformer(channels, heads, layers: int, cfg: UNetMotionConfig, name, sites, dtype, rngs) -> Transformer2DModel:
+    """One spatial transformer at ``name`` (its layer count from ``layers``), cross-attending to the text."""
+    return Transformer2DModel(channels, heads, num_layers=layers, cross_attention_dim=cfg.cross_attention_dim,
+                              groups=cfg.norm_num_groups, use_linear_projection=cfg.use_linear_projection,
+                              name=name, sites=sites, dtype=dtype, rngs=rngs)
+
+
 def _motion_module(channels, heads, layers: int, cfg: UNetMotionConfig, name, sites, dtype, rngs) -> AnimateDiffTransformer3D:
     """One motion module at ``name`` (its layer count from ``layers``)."""
     return AnimateDiffTransformer3D(channels, heads, num_layers=layers, groups=cfg.norm_num_groups,
@@ -370,11 +377,9 @@ class DownBlockMotion(nnx.Module):
                                          temb_channels=cfg.time_embed_dim, groups=cfg.norm_num_groups,
                                          eps=cfg.norm_eps, dtype=dtype, rngs=rngs))
             if cross:
-                attentions.append(Transformer2DModel(
-                    out_channels, cfg.num_attention_heads[index], num_layers=cfg.transformer_layers_per_block[index],
-                    cross_attention_dim=cfg.cross_attention_dim, groups=cfg.norm_num_groups,
-                    use_linear_projection=cfg.use_linear_projection, name=f"{name}.attentions.{j}",
-                    sites=sites, dtype=dtype, rngs=rngs))
+                attentions.append(_spatial_transformer(out_channels, cfg.num_attention_heads[index],
+                                                       cfg.transformer_layers_per_block[index], cfg,
+                                                       f"{name}.attentions.{j}", sites, dtype, rngs))
             motion.append(_motion_module(out_channels, cfg.motion_num_attention_heads[index],
                                           cfg.temporal_transformer_layers_per_block[index], cfg,
                                           f"{name}.motion_modules.{j}", sites, dtype, rngs))
@@ -417,11 +422,9 @@ class MidBlockCrossAttnMotion(nnx.Module):
 
         resnets, attentions, motion = [resnet()], [], []
         for j in range(cfg.mid_block_layers):
-            attentions.append(Transformer2DModel(
-                channels, cfg.num_attention_heads[-1], num_layers=cfg.transformer_layers_per_mid_block,
-                cross_attention_dim=cfg.cross_attention_dim, groups=cfg.norm_num_groups,
-                use_linear_projection=cfg.use_linear_projection, name=f"mid_block.attentions.{j}",
-                sites=sites, dtype=dtype, rngs=rngs))
+            attentions.append(_spatial_transformer(channels, cfg.num_attention_heads[-1],
+                                                   cfg.transformer_layers_per_mid_block, cfg,
+                                                   f"mid_block.attentions.{j}", sites, dtype, rngs))
             if cfg.use_motion_mid_block:
                 motion.append(_motion_module(channels, cfg.motion_num_attention_heads[-1],
                                               cfg.temporal_transformer_layers_per_mid_block[j], cfg,
@@ -463,11 +466,9 @@ class UpBlockMotion(nnx.Module):
             resnets.append(ResnetBlock2D(in_channels + res_channels, out_channels, temb_channels=cfg.time_embed_dim,
                                          groups=cfg.norm_num_groups, eps=cfg.norm_eps, dtype=dtype, rngs=rngs))
             if cross:
-                attentions.append(Transformer2DModel(
-                    out_channels, heads, num_layers=cfg.reverse_transformer_layers_per_block[index],
-                    cross_attention_dim=cfg.cross_attention_dim, groups=cfg.norm_num_groups,
-                    use_linear_projection=cfg.use_linear_projection, name=f"{name}.attentions.{j}",
-                    sites=sites, dtype=dtype, rngs=rngs))
+                attentions.append(_spatial_transformer(out_channels, heads,
+                                                       cfg.reverse_transformer_layers_per_block[index], cfg,
+                                                       f"{name}.attentions.{j}", sites, dtype, rngs))
             motion.append(_motion_module(out_channels, cfg.reverse_motion_num_attention_heads[index],
                                           cfg.reverse_temporal_transformer_layers_per_block[index], cfg,
                                           f"{name}.motion_modules.{j}", sites, dtype, rngs))
