@@ -4,6 +4,7 @@ A small text-to-video model trained on this world is the package's embedded defa
 data and its yardstick.
 """
 from . import metrics, world
+from .default import DEFAULT_MODEL, load_default
 from .metrics import Prediction, classify
 from .world import (
     WORLD_VERSION,
@@ -21,6 +22,7 @@ from .world import (
 )
 
 __all__ = [
+    "DEFAULT_MODEL",
     "WORLD_VERSION",
     "Attributes",
     "Prediction",
@@ -30,6 +32,7 @@ __all__ = [
     "decode",
     "encode",
     "heldout_attributes",
+    "load_default",
     "metrics",
     "one_object",
     "parse",
