@@ -167,7 +167,17 @@ def _step_schedule(rewiring: Rewiring | None, table, plan: SamplingPlan, num_ste
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "plan"))
 def _run(graphdef, state, plan: SamplingPlan, schedule, latents, row_text, weights, rewiring, keys):
-    model = nnx.merge(graphdef, state)
+    return denoise(nnx.merge(graphdef, state), plan, schedule, latents, row_text, weights, rewiring, keys)
+
+
+def denoise(model, plan: SamplingPlan, schedule: Schedule, latents, row_text, weights, rewiring, keys):
+    """The loop itself as a traceable function: what :func:`sample` compiles, with no host-side checks.
+
+    For callers that compose the loop into a larger compiled function, e.g. a sweep that vmaps it over
+    a leading configuration axis (:mod:`ieadapt_jax.sweep`). Arguments as in :func:`sample`, already
+    checked: latents [V, F, H, W, C] float32, row_text [R, L, D], weights [V, R], rewiring None or a
+    [steps, sites, R] schedule, keys [steps] PRNG keys. Returns (latents [V, F, H, W, C], records or None).
+    """
     row_video = jnp.asarray(plan.row_video, jnp.int32)  # [R]
 
     def body(loop, inputs):
