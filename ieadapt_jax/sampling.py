@@ -47,6 +47,7 @@ class SamplingPlan:
             row gathers), or None for every site (what a sweep over sites needs).
         backend: attention backend ("auto", "reference", "chunked", "cudnn").
         progress: show a tqdm progress bar ticked from inside the compiled loop.
+        trajectory: also return the latents after every step (``SampleResult.trajectory``).
     """
 
     row_video: tuple[int, ...]
@@ -54,6 +55,7 @@ class SamplingPlan:
     active: tuple[int, ...] | None = None
     backend: str = "auto"
     progress: bool = True
+    trajectory: bool = False
 
     @property
     def rows(self) -> int:
@@ -66,18 +68,46 @@ class SampleResult(NamedTuple):
 
     latents: [V, F, H, W, C] float32 final latents; records: a :class:`Record` of [steps, recorded sites,
     rows] arrays, or None when the plan records nothing; record_sites: the recorded sites' names, in the
-    order of the records' site axis.
+    order of the records' site axis; trajectory: [steps, V, F, H, W, C] float32 latents after each step
+    when the plan asks for them, else None.
     """
 
     latents: jax.Array
     records: Record | None
     record_sites: tuple[str, ...]
+    trajectory: jax.Array | None = None
 
 
-def make_plan(unet, row_video, *, record=False, active=None, backend: str = "auto", progress: bool = True) -> SamplingPlan:
+class Drive(NamedTuple):
+    """Videos whose latents follow a given trajectory: after step i, video ``videos[d]`` is set to
+    ``latents[i, d]`` (e.g. a real video's stored DDIM-inversion trajectory, so that its rows see exactly
+    those latents while other videos are denoised beside them).
+
+    videos: int32 [D] video indices; latents: float32 [steps, D, F, H, W, C].
+    """
+
+    videos: jax.Array
+    latents: jax.Array
+
+
+class Blend(NamedTuple):
+    """Latent blending after each step (and after :class:`Drive`): for each pair k,
+    x[target[k]] ← m·x[target[k]] + (1 − m)·x[source[k]] with m = ``mask[i, k]`` at step i, in [0, 1]
+    (1 keeps the target: the region being edited; 0 copies the source: the background kept).
+
+    target, source: int32 [K] video indices; mask: float32 [steps, K, F, H, W, 1 or C].
+    """
+
+    target: jax.Array
+    source: jax.Array
+    mask: jax.Array
+
+
+def make_plan(unet, row_video, *, record=False, active=None, backend: str = "auto", progress: bool = True,
+              trajectory: bool = False) -> SamplingPlan:
     """A :class:`SamplingPlan` with ``record`` and ``active`` checked against ``unet.site_table``.
 
-    ``active`` takes site names or positions (None: every site).
+    ``active`` takes site names or positions (None: every site); ``trajectory`` keeps every step's latents.
     """
     table = unet.site_table
     table.recording(record)
@@ -86,7 +116,8 @@ def make_plan(unet, row_video, *, record=False, active=None, backend: str = "aut
     rows = tuple(int(r) for r in np.asarray(row_video).reshape(-1))
     if not rows:
         raise SamplingError("a sampling run needs at least one model row")
-    return SamplingPlan(row_video=rows, record=record, active=active, backend=backend, progress=progress)
+    return SamplingPlan(row_video=rows, record=record, active=active, backend=backend, progress=progress,
+                        trajectory=bool(trajectory))
 
 
 def sample(
@@ -98,6 +129,8 @@ def sample(
     weights: jax.Array,
     rewiring: Rewiring | None = None,
     key: jax.Array | None = None,
+    drive: Drive | None = None,
+    blend: Blend | None = None,
 ) -> SampleResult:
     """Run the whole denoising loop (one compiled ``lax.scan`` over ``schedule.num_steps`` steps).
 
@@ -107,14 +140,18 @@ def sample(
         schedule: from :func:`ieadapt_jax.schedulers.make_schedule`.
         latents: [V, F, H, W, C] initial latents x_T (already scaled by ``schedule.init_noise_sigma``).
         row_text: [R, L, D] text states of each row.
-        weights: [V, R] combination matrix W: ε_v = Σ_r W[v, r]·ε_r.
+        weights: [V, R] combination matrix W: ε_v = Σ_r W[v, r]·ε_r; or [steps, V, R], one W per step
+            (e.g. CogVideoX's dynamic CFG).
         rewiring: None, a [sites, R] rewiring used at every step, or a [steps, sites, R] schedule
             (:func:`ieadapt_jax.over_steps`). Sites outside ``plan.active`` must be left unchanged.
         key: PRNG key for stochastic schedulers (DDIM with eta > 0, CogVideoX DPM); each step gets its own
             split. Deterministic schedulers ignore it.
+        drive: videos that follow a stored trajectory (:class:`Drive`), or None.
+        blend: latent blending of video pairs after each step (:class:`Blend`), or None.
 
     Returns:
-        :class:`SampleResult` with the final latents [V, F, H, W, C] float32 and per-step records.
+        :class:`SampleResult` with the final latents [V, F, H, W, C] float32, per-step records and, when the
+        plan asks, the latents after each step.
     """
     table = unet.site_table
     latents = jnp.asarray(latents, jnp.float32)
@@ -129,9 +166,13 @@ def sample(
     if row_text.ndim != 3 or row_text.shape[0] != rows:
         raise SamplingError(f"row_text must be [R={rows}, L, D] (one text per model row), got shape {list(row_text.shape)}")
     weights = jnp.asarray(weights, jnp.float32)
-    if weights.shape != (videos, rows):
-        raise SamplingError(f"weights must be [V={videos}, R={rows}] (one row of W per video), got {list(weights.shape)}")
+    if weights.shape not in ((videos, rows), (num_steps, videos, rows)):
+        raise SamplingError(
+            f"weights must be [V={videos}, R={rows}] (one row of W per video) or [steps={num_steps}, V, R] (one W per "
+            f"step), got {list(weights.shape)}"
+        )
     schedule_rw = _step_schedule(rewiring, table, plan, num_steps)
+    drive, blend = _checked_guides(drive, blend, latents.shape, num_steps)
     if key is None:
         if schedule.stochastic:
             raise SamplingError(f"{schedule.class_name} as configured is stochastic: pass key= (a PRNG key)")
@@ -139,12 +180,44 @@ def sample(
     keys = jax.random.split(key, num_steps)  # [steps] keys
     graphdef, state = nnx.split(unet)
     with _progress_bar(num_steps, plan.progress):
-        out, records = _run(graphdef, state, plan, schedule, latents, row_text, weights, schedule_rw, keys)
-        jax.block_until_ready((out, records))
+        out, records, *trajectory = _run(graphdef, state, plan, schedule, latents, row_text, weights, schedule_rw,
+                                         keys, drive, blend)
+        jax.block_until_ready((out, records, trajectory))
         if plan.progress:
             jax.effects_barrier()
     names = tuple(table[s].name for s in table.recording(plan.record))
-    return SampleResult(out, records, names)
+    return SampleResult(out, records, names, trajectory[0] if trajectory else None)
+
+
+def _checked_guides(drive: Drive | None, blend: Blend | None, shape: tuple, num_steps: int):
+    """``drive`` and ``blend`` as jax arrays, their shapes checked against latents [V, ...] and the steps."""
+    videos, sample = shape[0], tuple(shape[1:])
+    if drive is not None:
+        drive = Drive(jnp.asarray(drive.videos, jnp.int32).reshape(-1), jnp.asarray(drive.latents, jnp.float32))
+        count = drive.videos.shape[0]
+        if drive.latents.shape != (num_steps, count) + sample:
+            raise SamplingError(f"drive.latents must be [steps={num_steps}, D={count}, {', '.join(map(str, sample))}], "
+                                f"got {list(drive.latents.shape)}")
+        _check_videos("drive.videos", drive.videos, videos)
+    if blend is not None:
+        target, source = (jnp.asarray(x, jnp.int32).reshape(-1) for x in (blend.target, blend.source))
+        mask = jnp.asarray(blend.mask, jnp.float32)
+        count = target.shape[0]
+        if source.shape[0] != count or mask.shape[:2] != (num_steps, count) or mask.shape[2:-1] != sample[:-1] \
+                or mask.shape[-1] not in (1, sample[-1]):
+            raise SamplingError(f"blend needs target and source [K] and mask [steps={num_steps}, K, "
+                                f"{', '.join(map(str, sample[:-1]))}, 1 or {sample[-1]}]; got target {list(target.shape)}, "
+                                f"source {list(source.shape)}, mask {list(mask.shape)}")
+        _check_videos("blend.target", target, videos)
+        _check_videos("blend.source", source, videos)
+        blend = Blend(target, source, mask)
+    return drive, blend
+
+
+def _check_videos(name: str, index: jax.Array, videos: int) -> None:
+    bad = [int(v) for v in np.asarray(index) if not 0 <= v < videos]
+    if bad:
+        raise SamplingError(f"{name} names videos {bad}; there are {videos} (0..{videos - 1})")
 
 
 def _step_schedule(rewiring: Rewiring | None, table, plan: SamplingPlan, num_steps: int) -> Rewiring | None:
@@ -166,17 +239,20 @@ def _step_schedule(rewiring: Rewiring | None, table, plan: SamplingPlan, num_ste
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "plan"))
-def _run(graphdef, state, plan: SamplingPlan, schedule, latents, row_text, weights, rewiring, keys):
-    return denoise(nnx.merge(graphdef, state), plan, schedule, latents, row_text, weights, rewiring, keys)
+def _run(graphdef, state, plan: SamplingPlan, schedule, latents, row_text, weights, rewiring, keys, drive, blend):
+    return denoise(nnx.merge(graphdef, state), plan, schedule, latents, row_text, weights, rewiring, keys, drive, blend)
 
 
-def denoise(model, plan: SamplingPlan, schedule: Schedule, latents, row_text, weights, rewiring, keys):
+def denoise(model, plan: SamplingPlan, schedule: Schedule, latents, row_text, weights, rewiring, keys, drive=None,
+            blend=None):
     """The loop itself as a traceable function: what :func:`sample` compiles, with no host-side checks.
 
     For callers that compose the loop into a larger compiled function, e.g. a sweep that vmaps it over
     a leading configuration axis (:mod:`ieadapt_jax.sweep`). Arguments as in :func:`sample`, already
-    checked: latents [V, F, H, W, C] float32, row_text [R, L, D], weights [V, R], rewiring None or a
-    [steps, sites, R] schedule, keys [steps] PRNG keys. Returns (latents [V, F, H, W, C], records or None).
+    checked: latents [V, F, H, W, C] float32, row_text [R, L, D], weights [V, R] or [steps, V, R], rewiring None or a
+    [steps, sites, R] schedule, keys [steps] PRNG keys, drive / blend None or checked :class:`Drive` /
+    :class:`Blend`. Returns (latents [V, F, H, W, C], records or None), and the trajectory [steps, V, F, H, W, C]
+    as a third element when ``plan.trajectory``.
     """
     row_video = jnp.asarray(plan.row_video, jnp.int32)  # [R]
 
@@ -186,15 +262,21 @@ def denoise(model, plan: SamplingPlan, schedule: Schedule, latents, row_text, we
         x_rows = scale_model_input(schedule, i, x[row_video])  # [R, F, H, W, C]
         t = jnp.broadcast_to(schedule.timesteps[i], (plan.rows,))  # [R]
         eps_rows, rec = model(x_rows, t, row_text, rw, record=plan.record, backend=plan.backend, active=plan.active)
-        eps = jnp.einsum("vr,r...->v...", weights, eps_rows.astype(jnp.float32))  # [V, F, H, W, C]
+        w = weights if weights.ndim == 2 else weights[i]  # [V, R]
+        eps = jnp.einsum("vr,r...->v...", w, eps_rows.astype(jnp.float32))  # [V, F, H, W, C]
         x, carry = step(schedule, i, x, eps, carry, key)
+        if drive is not None:
+            x = x.at[drive.videos].set(drive.latents[i])
+        if blend is not None:
+            m = blend.mask[i]  # [K, F, H, W, 1 or C]
+            x = x.at[blend.target].set(m * x[blend.target] + (1.0 - m) * x[blend.source])
         if plan.progress:
             jax.debug.callback(_tick, ordered=True)
-        return (x, carry), rec
+        return (x, carry), ((rec, x) if plan.trajectory else rec)
 
     steps = jnp.arange(schedule.num_steps)
-    (latents, _), records = jax.lax.scan(body, (latents, initial_carry(schedule, latents)), (steps, rewiring, keys))
-    return latents, records
+    (latents, _), out = jax.lax.scan(body, (latents, initial_carry(schedule, latents)), (steps, rewiring, keys))
+    return (latents, *out) if plan.trajectory else (latents, out)
 
 
 _BAR: list = []  # the progress bar of the run in flight (the compiled loop's callback ticks it)
