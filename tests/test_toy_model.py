@@ -62,10 +62,59 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(run, tmp_path):
         toy_train.train(dataclasses.replace(TINY, lr=1.0), tmp_path, progress=False)
 
 
+def test_ema_follows_the_parameters_with_the_warmed_up_decay(tmp_path):
+    toy_train.train(TINY, tmp_path, stop_after=1, progress=False)
+    one = toy_train.restore_state(tmp_path, TINY)
+    toy_train.train(None, tmp_path, stop_after=1, progress=False)
+    two = toy_train.restore_state(tmp_path, TINY)
+    decay = float(toy_train.ema_decay(TINY, one.step))
+    assert decay == pytest.approx(2 / 11)
+    for e1, p2, e2 in zip(jax.tree.leaves(one.ema), jax.tree.leaves(two.params), jax.tree.leaves(two.ema)):
+        np.testing.assert_allclose(e2, e1 + (1 - decay) * (p2 - e1), rtol=1e-6, atol=1e-7)
+    assert any(not np.array_equal(p, e) for p, e in zip(jax.tree.leaves(two.params), jax.tree.leaves(two.ema)))
+
+
+DATA_PARALLEL = """
+import json, sys, jax, numpy as np
+from ieadapt_jax.toy import train as toy_train
+config = toy_train.TrainConfig(arch="tiny", steps=2, batch=2, precision="fp32", warmup=1, log_every=1)
+states = []
+for devices, out in ((1, sys.argv[1]), (2, sys.argv[2])):
+    toy_train.train(config, out, progress=False, devices=devices)
+    states.append(toy_train.restore_state(out, config))
+# Parameters and their average agree to float summation order. Adam turns a gradient that is roundoff
+# (~1e-10, e.g. a bias before a GroupNorm) into a step of up to lr * |g| / eps ~ 1e-5 of either sign, so
+# atol is 5e-5: 10x below lr, the size of any real disagreement. Adam's moments are left out for that reason.
+for a, b in zip(jax.tree.leaves((states[0].params, states[0].ema)), jax.tree.leaves((states[1].params, states[1].ema))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-5)
+logs = [[json.loads(line)["loss"] for line in open(f"{out}/loss.jsonl")] for out in sys.argv[1:]]
+np.testing.assert_allclose(logs[0], logs[1], rtol=1e-5)
+try:
+    toy_train.data_mesh(2, 3)
+except toy_train.TrainError as e:
+    assert "does not split evenly" in str(e)
+else:
+    raise AssertionError("batch 3 over 2 devices was accepted")
+print("same")
+"""
+
+
+def test_data_parallel_training_over_two_devices_matches_one(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", DATA_PARALLEL, str(tmp_path / "one"), str(tmp_path / "two")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("same")
+
+
 def test_export_load_round_trip_is_exact(run, tmp_path):
     state = toy_train.restore_state(run, TINY)
     models = toy_model.abstract_models("tiny")
-    nnx.update(models, jax.tree.map(lambda p: p.astype(jnp.bfloat16).astype(jnp.float32), state.params))
+    nnx.update(models, jax.tree.map(lambda p: p.astype(jnp.bfloat16).astype(jnp.float32), state.ema))
     components = toy_model.load_toy(run / "model", cache=False)
     expected = flat_params(models)
     loaded = {**{(0,) + k: v for k, v in flat_params(components.unet).items()},

@@ -39,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--arch", choices=sorted(ARCHS), default=defaults.arch)
     train.add_argument("--precision", choices=sorted(PRECISIONS), default=defaults.precision)
+    train.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
+                       help="decay of the parameter moving average that export writes")
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    train.add_argument("--devices", type=int, default=None,
+                       help="local devices sharing the batch (data parallel; default: all)")
     train.add_argument("--attention-backend", choices=BACKENDS, default=defaults.attention_backend,
                        help="attention backend of the training forward (see ieadapt_jax.attend)")
     train.add_argument("--max-minutes", type=float, default=None,
@@ -71,8 +75,9 @@ def _train(args, parser) -> None:
     try:
         config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
                              arch=args.arch, precision=args.precision, checkpoint_every=args.checkpoint_every,
-                             attention_backend=args.attention_backend)
-        result = train(config, args.out, max_minutes=args.max_minutes, progress=not args.quiet)
+                             attention_backend=args.attention_backend, ema_decay=args.ema_decay)
+        result = train(config, args.out, max_minutes=args.max_minutes, progress=not args.quiet,
+                       devices=args.devices)
     except TrainError as e:
         parser.error(str(e))
     print(json.dumps({k: str(v) for k, v in dataclasses.asdict(result).items()}))

@@ -3,6 +3,10 @@
     run = train(TrainConfig(steps=3000, batch=64), "runs/toy", max_minutes=6)
     export(run.out, "runs/toy/model")
 
+Data parallel: the batch is split over ``devices`` (all local devices by default; the batch must divide
+evenly) and the parameters are replicated; the step is one program for the whole mesh, so the result
+does not depend on the device count beyond float summation order.
+
 A run folder holds ``run.json`` (the :class:`TrainConfig`), ``checkpoints/`` (orbax: fp32 parameters,
 optimizer state and step), ``loss.jsonl`` (one line per logged step) and ``loss.png``. Rerunning with the
 same folder continues from the latest checkpoint; the step's PRNG key is ``fold_in(seed, step)``, so a
@@ -13,7 +17,9 @@ One step: draw training attributes (:func:`world.train_attributes`), render them
 ``caption_dropout`` gets the empty caption, for classifier-free guidance), noise them at uniform random
 timesteps with SD's schedule and regress the UNet's ε on the noise (MSE). The UNet and the text encoder
 train together with AdamW (linear warmup, cosine decay to 10%, global-norm clipping) on fp32 master
-parameters; the forward runs in ``precision`` (bf16 by default).
+parameters; the forward runs in ``precision`` (bf16 by default). An exponential moving average of the
+parameters (decay ``ema_decay``, warmed up as min(decay, (1 + step) / (10 + step))) is what
+:func:`export` writes.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..attention import BACKENDS
 from ..schedulers import add_noise, make_schedule
@@ -65,6 +72,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 25
     attention_backend: str = "auto"
+    ema_decay: float = 0.999
 
     def __post_init__(self):
         if self.arch not in toy_model.ARCHS:
@@ -76,16 +84,20 @@ class TrainConfig:
         for name in ("steps", "batch", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise TrainError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.caption_dropout < 1.0 or not 0.0 <= self.two_object_fraction <= 1.0:
             raise TrainError("caption_dropout must be in [0, 1) and two_object_fraction in [0, 1]")
 
 
 class TrainState(NamedTuple):
-    """step: int32 []; params: fp32 nnx.State of ``nnx.List([unet, text_encoder])``; opt_state: optax's."""
+    """step: int32 []; params: fp32 nnx.State of ``nnx.List([unet, text_encoder])``; opt_state: optax's;
+    ema: the moving average of ``params`` (same tree)."""
 
     step: jax.Array
     params: nnx.State
     opt_state: optax.OptState
+    ema: nnx.State
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,29 +200,59 @@ def optimizer(config: TrainConfig) -> optax.GradientTransformation:
                        optax.adamw(learning_rate(config), weight_decay=config.weight_decay, mask=decay_mask))
 
 
-def init_state(config: TrainConfig) -> TrainState:
-    """The step-0 state: fp32 parameters initialised from the seed, fresh optimizer state.
+def data_mesh(devices: int | None = None, batch: int | None = None) -> Mesh:
+    """A one-axis ("data") mesh over the first ``devices`` local devices (all of them by default).
 
-    Placed (committed) on the default device, as restored checkpoints are, so both hit one compiled step.
+    Raises:
+      TrainError: more devices asked for than exist, or a batch that does not split evenly over them.
+    """
+    available = jax.local_devices()
+    count = len(available) if devices is None else devices
+    if not 1 <= count <= len(available):
+        raise TrainError(f"devices must be in [1, {len(available)}] (local devices here), got {devices}")
+    if batch is not None and batch % count:
+        raise TrainError(f"batch {batch} does not split evenly over {count} devices")
+    return Mesh(np.array(available[:count]), ("data",))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding of values every device holds whole (parameters, optimizer state, scalars)."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def init_state(config: TrainConfig, mesh: Mesh | None = None) -> TrainState:
+    """The step-0 state: fp32 parameters initialised from the seed, fresh optimizer state, EMA = parameters.
+
+    Replicated over ``mesh`` (default: :func:`data_mesh` over all local devices), as restored checkpoints
+    are, so both hit one compiled step.
     """
     models = toy_model.build_models(config.arch, dtype=jnp.float32, seed=config.seed)
     params = nnx.state(models, nnx.Param)
-    state = TrainState(jnp.zeros((), jnp.int32), params, optimizer(config).init(params))
-    return jax.device_put(state, jax.devices()[0])
+    ema = jax.tree.map(lambda p: jnp.array(p, copy=True), params)  # its own buffers: the step donates both
+    state = TrainState(jnp.zeros((), jnp.int32), params, optimizer(config).init(params), ema)
+    return jax.device_put(state, replicated(mesh or data_mesh(batch=config.batch)))
 
 
 def abstract_state(config: TrainConfig) -> TrainState:
     """Shapes and dtypes of :func:`init_state` (nothing initialised)."""
     params = nnx.state(toy_model.abstract_models(config.arch, dtype=jnp.float32), nnx.Param)
-    return TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, jax.eval_shape(optimizer(config).init, params))
+    return TrainState(jax.ShapeDtypeStruct((), jnp.int32), params, jax.eval_shape(optimizer(config).init, params),
+                      params)
 
 
-@functools.lru_cache(maxsize=4)
-def make_train_step(config: TrainConfig):
-    """``train_step(state, key) -> (state, loss)``: one jitted step; ``state`` is donated.
+def ema_decay(config: TrainConfig, step: jax.Array) -> jax.Array:
+    """The EMA decay after ``step`` updates: min(ema_decay, (1 + step) / (10 + step))."""
+    step = step.astype(jnp.float32)
+    return jnp.minimum(config.ema_decay, (1.0 + step) / (10.0 + step))
 
-    ``key`` is the run's base key; the step's key is ``fold_in(key, state.step)``. Cached per config, so
-    runs of one process (a resume, tests) compile the step once.
+
+@functools.lru_cache(maxsize=8)
+def make_train_step(config: TrainConfig, mesh: Mesh):
+    """``train_step(state, key) -> (state, loss)``: one jitted step over ``mesh``; ``state`` is donated.
+
+    The batch is drawn inside the step and split over the mesh's "data" axis; the state stays replicated.
+    ``key`` is the run's base key; the step's key is ``fold_in(key, state.step)``. Cached per (config,
+    mesh), so runs of one process (a resume, tests) compile the step once.
     """
     compute = PRECISIONS[config.precision]
     graphdef = nnx.graphdef(toy_model.abstract_models(config.arch, dtype=compute))
@@ -225,15 +267,22 @@ def make_train_step(config: TrainConfig):
         eps, _ = unet(noisy, t, text, backend=config.attention_backend)
         return jnp.mean((eps.astype(jnp.float32) - noise) ** 2)
 
-    @functools.partial(jax.jit, donate_argnums=0)
+    whole = replicated(mesh)
+    split = NamedSharding(mesh, PartitionSpec("data"))  # leading (batch) axis over the devices
+
+    @functools.partial(jax.jit, donate_argnums=0, out_shardings=(whole, whole))
     def train_step(state: TrainState, key: jax.Array) -> tuple[TrainState, jax.Array]:
         k_data, k_time, k_noise = jax.random.split(jax.random.fold_in(key, state.step), 3)
         videos, ids = training_batch(k_data, config.batch, config.caption_dropout, config.two_object_fraction)
         t = jax.random.randint(k_time, (config.batch,), 0, num_train)
         noise = jax.random.normal(k_noise, videos.shape, jnp.float32)
+        videos, ids, t, noise = jax.lax.with_sharding_constraint((videos, ids, t, noise), split)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, videos, ids, t, noise)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state), loss
+        params = optax.apply_updates(state.params, updates)
+        decay = ema_decay(config, state.step)
+        ema = jax.tree.map(lambda e, p: e + (1.0 - decay) * (p - e), state.ema, params)
+        return TrainState(state.step + 1, params, opt_state, ema), loss
 
     return train_step
 
@@ -271,8 +320,9 @@ def _save(manager, state: TrainState) -> None:
     manager.wait_until_finished()
 
 
-def restore_state(out: str | os.PathLike, config: TrainConfig) -> TrainState | None:
-    """The latest checkpointed state of a run folder, or None when it has none."""
+def restore_state(out: str | os.PathLike, config: TrainConfig, mesh: Mesh | None = None) -> TrainState | None:
+    """The latest checkpointed state of a run folder (replicated over ``mesh``, default the default
+    device), or None when it has none."""
     import orbax.checkpoint as ocp
 
     with _manager(Path(out)) as manager:
@@ -281,7 +331,8 @@ def restore_state(out: str | os.PathLike, config: TrainConfig) -> TrainState | N
             return None
         leaves, treedef = jax.tree.flatten(abstract_state(config))
         restored = manager.restore(step, args=ocp.args.StandardRestore(leaves))
-    return jax.tree.unflatten(treedef, restored)
+    state = jax.tree.unflatten(treedef, restored)
+    return jax.device_put(state, replicated(mesh) if mesh is not None else jax.devices()[0])
 
 
 def _truncate_log(file: Path, step: int) -> None:
@@ -296,7 +347,7 @@ def _truncate_log(file: Path, step: int) -> None:
 
 
 def train(config: TrainConfig | None, out: str | os.PathLike, *, max_minutes: float | None = None,
-          stop_after: int | None = None, progress: bool = True) -> RunResult:
+          stop_after: int | None = None, progress: bool = True, devices: int | None = None) -> RunResult:
     """Train (or continue training) the run in ``out`` until ``config.steps``.
 
     Args:
@@ -305,19 +356,22 @@ def train(config: TrainConfig | None, out: str | os.PathLike, *, max_minutes: fl
       max_minutes: stop (with a checkpoint) once this much wall time has passed since the call.
       stop_after: stop (with a checkpoint) after this many steps of this call.
       progress: show a tqdm bar.
+      devices: how many local devices share the batch (default: all).
 
     Raises:
-      TrainError: ``out`` holds a run with other settings, or is not a run folder and ``config`` is None.
+      TrainError: ``out`` holds a run with other settings, or is not a run folder and ``config`` is None;
+        ``devices`` out of range or not dividing the batch.
     """
     from tqdm.auto import tqdm
 
     start = time.monotonic()
     out = Path(out)
     config = _read_run_config(out, config)
-    state = restore_state(out, config) or init_state(config)
+    mesh = data_mesh(devices, config.batch)
+    state = restore_state(out, config, mesh) or init_state(config, mesh)
     first = int(state.step)
     _truncate_log(out / LOSS_LOG, first)
-    train_step = make_train_step(config)
+    train_step = make_train_step(config, mesh)
     key = jax.random.key(config.seed)
     lr = learning_rate(config)
     pending: list[jax.Array] = []
@@ -332,7 +386,8 @@ def train(config: TrainConfig | None, out: str | os.PathLike, *, max_minutes: fl
                 last_loss = float(jnp.mean(jnp.stack(pending)))
                 pending = []
                 log.write(json.dumps({"step": done, "loss": last_loss, "lr": float(lr(step)),
-                                      "time_s": round(time.monotonic() - start, 3)}) + "\n")
+                                      "time_s": round(time.monotonic() - start, 3),
+                                      "devices": mesh.size}) + "\n")
                 log.flush()
                 bar.set_postfix(loss=f"{last_loss:.4f}")
             bar.update(1)
@@ -382,14 +437,15 @@ def plot_loss(out: str | os.PathLike) -> Path | None:
 
 
 def export(out: str | os.PathLike, to: str | os.PathLike, *, dtype=jnp.bfloat16) -> Path:
-    """Write the latest checkpoint of run ``out`` as a toy-model snapshot folder ``to`` (params in ``dtype``)."""
+    """Write the latest checkpoint of run ``out`` as a toy-model snapshot folder ``to``: its EMA parameters,
+    in ``dtype``."""
     out = Path(out)
     config = _read_run_config(out, None)
     state = restore_state(out, config)
     if state is None:
         raise TrainError(f"{out} has no checkpoint yet; train first")
     models = toy_model.abstract_models(config.arch, dtype=dtype)
-    nnx.update(models, jax.tree.map(lambda p: p.astype(dtype), state.params))
+    nnx.update(models, jax.tree.map(lambda p: p.astype(dtype), state.ema))
     unet, text_encoder = models
     info = {**dataclasses.asdict(config), "trained_steps": int(state.step),
             "final_loss": _last_loss(out), "parameters": toy_model.param_count(models)}
