@@ -23,7 +23,7 @@ from .rewiring import (
     validate,
 )
 from .sites import KINDS, SELF_KINDS, Site, SiteError, SiteTable
-from .loading import AnimateDiffComponents, load_animatediff
+from .loading import AnimateDiffComponents, CogVideoXComponents, load_animatediff, load_cogvideox
 
 __version__ = "0.1.0"
 
@@ -52,6 +52,8 @@ __all__ = [
     "validate",
     "AnimateDiffComponents",
     "load_animatediff",
+    "CogVideoXComponents",
+    "load_cogvideox",
 ]
 
 from .sampling import SampleResult, SamplingError, SamplingPlan, make_plan, sample

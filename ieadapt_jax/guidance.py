@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Sequence
 
 import jax
@@ -176,3 +177,31 @@ def register_sites(table: SiteTable, guidance: Guidance, entropy: np.ndarray | N
 def _recording_forward(graphdef, state, sample, timesteps, text, kind, backend):
     _, rec = nnx.merge(graphdef, state)(sample, timesteps, text, record=kind, backend=backend)
     return rec
+
+
+def dynamic_cfg_scales(timesteps, guidance_scale: float) -> np.ndarray:
+    """[steps] float32 ω per step of CogVideoX's dynamic CFG (diffusers' ``use_dynamic_cfg``).
+
+    ω_t = 1 + g·(1 − cos(π·((n − t)/n)⁵))/2 with g = ``guidance_scale``, n the number of steps and t the raw
+    timestep (e.g. 999), exactly as diffusers' CogVideoXPipeline computes it (a quirk kept for parity).
+    """
+    ts = [int(t) for t in np.asarray(timesteps).reshape(-1)]
+    n = len(ts)
+    return np.asarray(
+        [1 + guidance_scale * (1 - math.cos(math.pi * ((n - t) / n) ** 5.0)) / 2 for t in ts], np.float32
+    )
+
+
+def guidance_rows_over_steps(preset: str, omegas, lam: float = 0.0) -> tuple[tuple[Row, ...], np.ndarray]:
+    """:func:`guidance_rows` with one ω per step: the rows any step needs and their weights [steps, R].
+
+    A row that some step weighs 0 keeps weight 0 there; rows no step needs are dropped.
+    """
+    per_step = [dict(zip(*guidance_rows(preset, float(omega), lam))) for omega in np.asarray(omegas).reshape(-1)]
+    if not per_step:
+        raise GuidanceError("guidance_rows_over_steps needs at least one step")
+    rows: list[Row] = []
+    for weights in per_step:
+        rows += [row for row in weights if row not in rows]
+    table = np.asarray([[weights.get(row, 0.0) for row in rows] for weights in per_step], np.float32)
+    return tuple(rows), table

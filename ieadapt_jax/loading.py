@@ -7,6 +7,12 @@ A snapshot is what diffusers' ``save_pretrained`` writes for a pipeline: ``model
 component folders ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/`` and ``scheduler/``. The
 models load strictly through :mod:`convert` (and its orbax cache); the tokenizer is transformers'
 ``CLIPTokenizer`` read from the local folder; the scheduler stays a config dict.
+
+    pipe = ieadapt_jax.load_cogvideox("cogvideox-5b-snapshot", dtype=jnp.bfloat16)   # diffusers CogVideoXPipeline folder
+
+A CogVideoX snapshot has ``transformer/``, ``vae/``, ``text_encoder/`` (T5), ``tokenizer/`` and
+``scheduler/``. Both component types expose ``denoiser`` (the UNet or the transformer), the model the
+sampling loop calls.
 """
 from __future__ import annotations
 
@@ -21,11 +27,15 @@ from .jsonfile import read_json_object
 
 if TYPE_CHECKING:
     from models.clip_text import CLIPTextModel
+    from models.cogvideox_transformer import CogVideoXTransformer3DModel
+    from models.cogvideox_vae import AutoencoderKLCogVideoX
+    from models.t5 import T5EncoderModel
     from models.unet_motion import UNetMotionModel
     from models.vae import AutoencoderKL
 
 MODEL_INDEX = "model_index.json"
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+COGVIDEOX_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 SCHEDULER_CONFIG = "scheduler_config.json"
 
 
@@ -44,6 +54,11 @@ class AnimateDiffComponents:
     tokenizer: Any
     scheduler_config: dict
     path: str
+
+    @property
+    def denoiser(self) -> "UNetMotionModel":
+        """The model the sampling loop calls: here the motion UNet (CogVideoX's components: the transformer)."""
+        return self.unet
 
 
 def load_animatediff(
@@ -140,3 +155,86 @@ def _read_scheduler_config(folder: Path) -> dict:
     if not file.is_file():
         raise ConversionError(f"{folder} has no {SCHEDULER_CONFIG}")
     return read_json_object(file, ConversionError)
+
+
+@dataclasses.dataclass
+class CogVideoXComponents:
+    """The loaded parts of a CogVideoX pipeline snapshot; the same role as :class:`AnimateDiffComponents`.
+
+    transformer: the CogVideoX DiT (also ``denoiser``); vae: the causal 3D VAE; text_encoder: the T5
+    encoder; tokenizer: a transformers ``T5Tokenizer`` whose ``model_max_length`` is the transformer's
+    text length (226); scheduler_config: the scheduler's config.json as a dict; path: the snapshot folder.
+    """
+
+    transformer: "CogVideoXTransformer3DModel"
+    vae: "AutoencoderKLCogVideoX"
+    text_encoder: "T5EncoderModel"
+    tokenizer: Any
+    scheduler_config: dict
+    path: str
+
+    @property
+    def denoiser(self) -> "CogVideoXTransformer3DModel":
+        """The model the sampling loop calls: the transformer."""
+        return self.transformer
+
+
+def load_cogvideox(
+    path: str | os.PathLike,
+    dtype=jnp.float32,
+    *,
+    vae_dtype=None,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> CogVideoXComponents:
+    """Load a CogVideoX (2B or 5B) pipeline snapshot folder, as diffusers' ``CogVideoXPipeline.save_pretrained`` writes it.
+
+    Args:
+      path: the snapshot folder (``model_index.json`` with transformer/, vae/, text_encoder/, tokenizer/,
+        scheduler/); sharded safetensors are read as they are.
+      dtype: parameter and compute dtype of the transformer and the T5 encoder (and of the VAE, see below).
+      vae_dtype: the VAE's dtype; by default ``dtype``, except float32 when ``dtype`` is float16 and the VAE
+        config sets ``force_upcast``.
+      cache, cache_dir: the conversion cache (:func:`convert.common.cached_load`).
+
+    Raises:
+      convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
+    """
+    from convert.cogvideox import load_cogvideox_transformer, load_cogvideox_vae, load_t5_encoder
+    from convert.common import ConversionError
+    from models.cogvideox_vae import AutoencoderKLCogVideoXConfig
+
+    root = Path(path).expanduser()
+    index = _read_model_index(root)
+    missing = [name for name in COGVIDEOX_COMPONENTS if not _listed(index, name) or not (root / name).is_dir()]
+    if missing:
+        raise ConversionError(
+            f"{root} lacks the pipeline component folder(s) {missing}; a CogVideoX snapshot needs "
+            f"{', '.join(COGVIDEOX_COMPONENTS)}"
+        )
+    transformer = load_cogvideox_transformer(root / "transformer", dtype=dtype, cache=cache, cache_dir=cache_dir)
+    if vae_dtype is None:
+        upcast = AutoencoderKLCogVideoXConfig.from_pretrained(root / "vae").force_upcast
+        vae_dtype = jnp.float32 if upcast and jnp.dtype(dtype) == jnp.float16 else dtype
+    vae = load_cogvideox_vae(root / "vae", dtype=vae_dtype, cache=cache, cache_dir=cache_dir)
+    text_encoder = load_t5_encoder(root / "text_encoder", dtype=dtype, cache=cache, cache_dir=cache_dir)
+    return CogVideoXComponents(
+        transformer=transformer,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=_load_t5_tokenizer(root / "tokenizer", transformer.config.max_text_seq_length),
+        scheduler_config=_read_scheduler_config(root / "scheduler"),
+        path=str(root),
+    )
+
+
+def _load_t5_tokenizer(folder: Path, max_length: int):
+    from transformers import T5Tokenizer
+
+    from convert.common import ConversionError
+
+    try:
+        return T5Tokenizer.from_pretrained(str(folder), local_files_only=True, model_max_length=max_length)
+    except (OSError, ValueError, TypeError, ImportError) as e:
+        hint = "" if (folder / "tokenizer.json").is_file() else " (a folder with only spiece.model needs the sentencepiece package)"
+        raise ConversionError(f"cannot load the T5 tokenizer from {folder}{hint}: {type(e).__name__}: {e}") from None

@@ -5,8 +5,8 @@
                                        guidance=ieadapt_jax.Guidance("U-I", scale=1.0))
     ieadapt_jax.video_io.write_video("panda.mp4", result.video)
 
-It reproduces diffusers' ``AnimateDiffPipeline`` (same weights and initial latents give the same video)
-through the one sampling loop of :mod:`ieadapt_jax.sampling`: text encoding, the jit-compiled
+It reproduces diffusers' ``AnimateDiffPipeline`` and, given ``load_cogvideox`` components,
+``CogVideoXPipeline`` (same weights and initial latents give the same video) through the one sampling loop of :mod:`ieadapt_jax.sampling`: text encoding, the jit-compiled
 denoising loop with every guidance branch a row of one batched forward, VAE decoding.
 """
 from __future__ import annotations
@@ -25,8 +25,10 @@ from .attention import Record
 from .guidance import (
     Guidance,
     check_window,
+    dynamic_cfg_scales,
     guidance_rewiring,
     guidance_rows,
+    guidance_rows_over_steps,
     perturbs,
     profile_entropy,
     register_sites,
@@ -51,7 +53,7 @@ class VideoResult:
         sites: names of the registered (perturbed) sites; empty without guidance.
         record_sites: names of the recorded sites, in the order of the records' site axis.
         rows: (text, mode) of each model row, e.g. (("uncond", "A"), ("cond", "A"), ("cond", "U")).
-        weights: float32 [R] the combination weights of the rows.
+        weights: float32 [R] the combination weights of the rows ([steps, R] with dynamic CFG).
         entropy_profile: [sites] entropy of Eq. 3's profiling pass (NaN where not profiled), or None.
         timings: seconds spent in "text", "profile", "sample", "decode" and "total" (the first call of a
             shape includes compilation).
@@ -89,18 +91,21 @@ def text_to_video(
     backend: str = "auto",
     progress: bool = True,
     decode: bool = True,
+    use_dynamic_cfg: bool = False,
 ) -> VideoResult:
-    """Generate a video from a prompt with AnimateDiff, optionally with IE-Adapt guidance.
+    """Generate a video from a prompt with AnimateDiff or CogVideoX, optionally with IE-Adapt guidance.
 
     The noise estimate is ε(φ,A) + ω·(ε(c,A) − ε(φ,A)) for plain CFG (ω = ``guidance_scale``; with ω = 1
     only the conditional row runs), or a :class:`Guidance` preset's formula (paper Eq. 5 / Eq. 6).
     Unlike diffusers, ω < 1 is not switched off: the formula is applied as written.
 
     Args:
-        components: :class:`ieadapt_jax.AnimateDiffComponents` (``load_animatediff``).
+        components: :class:`ieadapt_jax.AnimateDiffComponents` (``load_animatediff``) or
+            :class:`ieadapt_jax.CogVideoXComponents` (``load_cogvideox``; its VAE makes (F − 1)/4 + 1 latent frames
+            of F, so F = 4k + 1 frames come back as F; its scheduler config is CogVideoX DDIM or DPM).
         prompt, negative_prompt: the prompt c and the negative prompt φ ("" is diffusers' default).
         num_frames, height, width: video size; height and width must be multiples of the VAE factor
-            times the UNet's downsampling factor (64 for SD1.5).
+            times the denoiser's downsampling factor (64 for SD1.5, 16 for CogVideoX).
         num_inference_steps: denoising steps.
         guidance_scale: ω.
         seed: seeds the initial noise (``jax.random.normal``) and stochastic schedulers.
@@ -109,14 +114,17 @@ def text_to_video(
         guidance: an IE-Adapt :class:`Guidance`, or None for plain CFG.
         record: what each step records (False, True, a kind such as "self", site names); records come
             back per step as [steps, sites, rows].
-        latents: initial noise [F, h, w, C] (channels-last, before ``init_noise_sigma``), e.g. the same
-            noise given to diffusers (which takes [1, C, F, h, w]); default: drawn from ``seed``.
+        latents: initial noise [f, h, w, C] (channels-last, latent frames, before ``init_noise_sigma``), e.g. the
+            same noise given to diffusers (AnimateDiff takes [1, C, f, h, w], CogVideoX [1, f, C, h, w]); default:
+            drawn from ``seed``.
         scheduler_config: a diffusers scheduler config overriding ``components.scheduler_config``.
         eta: DDIM's eta.
         clip_skip: diffusers' clip_skip for the text encoder.
         backend: attention backend of the UNet ("auto", "reference", "chunked", "cudnn").
         progress: show a progress bar over the denoising steps.
         decode: decode the latents with the VAE (False: ``video`` is an empty [0, 0, 0, 3] array).
+        use_dynamic_cfg: CogVideoX's dynamic CFG: ω changes per step (:func:`ieadapt_jax.guidance.dynamic_cfg_scales`,
+            with ω = ``guidance_scale``, which must then exceed 1 as diffusers applies CFG only then).
 
     Raises:
         PipelineError: bad size, too-long prompt, wrong latents shape, rewiring together with guidance.
@@ -124,16 +132,21 @@ def text_to_video(
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    unet, vae = components.unet, components.vae
+    unet, vae = components.denoiser, components.vae
     latent_h, latent_w = _latent_size(components, height, width)
     schedule = make_schedule(scheduler_config or components.scheduler_config, num_inference_steps, eta=eta)
     if rewiring is not None and guidance is not None:
         raise PipelineError("pass either rewiring (on plain CFG rows) or guidance (which builds its own rewiring), not both")
 
     preset, lam = ("cfg", 0.0) if guidance is None else (guidance.preset, guidance.scale)
-    rows, weights = guidance_rows(preset, guidance_scale, lam)
+    if use_dynamic_cfg:
+        if guidance_scale <= 1:
+            raise PipelineError(f"use_dynamic_cfg needs guidance_scale > 1 (diffusers applies CFG only then), got {guidance_scale}")
+        rows, weights = guidance_rows_over_steps(preset, dynamic_cfg_scales(schedule.timesteps, guidance_scale), lam)
+    else:
+        rows, weights = guidance_rows(preset, guidance_scale, lam)
     channels = unet.config.in_channels
-    shape = (num_frames, latent_h, latent_w, channels)
+    shape = (_latent_frames(components, num_frames), latent_h, latent_w, channels)
     if latents is None:
         noise = jax.random.normal(jax.random.PRNGKey(seed), shape, jnp.float32)
     else:
@@ -169,7 +182,8 @@ def text_to_video(
     tick = time.perf_counter()
     plan = make_plan(unet, [0] * len(rows), record=record, active=active, backend=backend, progress=progress)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-    out = sample(unet, plan, schedule, x_t, row_text, weights[None, :], rewiring, key)
+    w = weights[None, :] if weights.ndim == 1 else weights[:, None, :]  # [V=1, R] or [steps, V=1, R]
+    out = sample(unet, plan, schedule, x_t, row_text, w, rewiring, key)
     final = np.asarray(out.latents[0])  # [F, h, w, C]
     timings["sample"] = time.perf_counter() - tick
 
@@ -197,13 +211,22 @@ def text_to_video(
 
 def _latent_size(components, height: int, width: int) -> tuple[int, int]:
     vae_factor = components.vae.config.downscale
-    multiple = vae_factor * components.unet.downsampling_factor
+    multiple = vae_factor * components.denoiser.downsampling_factor
     if height <= 0 or width <= 0 or height % multiple or width % multiple:
         raise PipelineError(
-            f"height and width must be positive multiples of {multiple} (VAE factor {vae_factor} x UNet "
-            f"downsampling {components.unet.downsampling_factor}), got {height}x{width}"
+            f"height and width must be positive multiples of {multiple} (VAE factor {vae_factor} x denoiser "
+            f"downsampling {components.denoiser.downsampling_factor}), got {height}x{width}"
         )
     return height // vae_factor, width // vae_factor
+
+
+def _latent_frames(components, num_frames: int) -> int:
+    """Latent frames of a ``num_frames`` video: all of them (AnimateDiff), (F − 1) // r + 1 for a VAE
+    compressing time by r (CogVideoX: r = 4), as diffusers' CogVideoXPipeline computes them."""
+    ratio = int(getattr(components.vae.config, "temporal_compression_ratio", 1))
+    if num_frames < 1:
+        raise PipelineError(f"num_frames must be positive, got {num_frames}")
+    return (num_frames - 1) // ratio + 1
 
 
 def tokenize(tokenizer, prompts: list[str]) -> np.ndarray:
