@@ -110,10 +110,12 @@ class CLIPTextEmbeddings(nnx.Module):
 
 
 class CLIPAttention(nnx.Module):
-    """Multi-head self-attention with q/k/v/out projections (all with bias)."""
+    """Multi-head self-attention with q/k/v/out projections (all with bias); causal for the text tower,
+    not for the vision tower (``causal=False``, :mod:`models.clip_vision`)."""
 
-    def __init__(self, config: CLIPTextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, config: CLIPTextConfig, *, causal: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
         self.num_heads = config.num_attention_heads
+        self.causal = causal
         dim = config.hidden_size
         kw = dict(dtype=dtype, param_dtype=dtype, rngs=rngs)
         self.q_proj = nnx.Linear(dim, dim, **kw)
@@ -122,13 +124,14 @@ class CLIPAttention(nnx.Module):
         self.out_proj = nnx.Linear(dim, dim, **kw)
 
     def __call__(self, x: jax.Array, bias: jax.Array | None = None, backend: str = "auto") -> jax.Array:
-        """x [B, L, D] -> [B, L, D]; causal, plus an optional additive key bias [B, 1, 1, L]."""
+        """x [B, L, D] -> [B, L, D]; causal (unless built with causal=False), plus an optional additive
+        key bias [B, 1, 1, L]."""
         B, L, D = x.shape
         heads = (B, L, self.num_heads, D // self.num_heads)
         q = self.q_proj(x).reshape(heads)  # [B, L, H, Dh]
         k = self.k_proj(x).reshape(heads)
         v = self.v_proj(x).reshape(heads)
-        out, _ = attend(q, k, v, causal=True, bias=bias, backend=backend)
+        out, _ = attend(q, k, v, causal=self.causal, bias=bias, backend=backend)
         return self.out_proj(out.reshape(B, L, D))  # [B, L, H, Dh] -> [B, L, D]
 
 
@@ -148,9 +151,9 @@ class CLIPMLP(nnx.Module):
 class CLIPEncoderLayer(nnx.Module):
     """Pre-norm transformer layer: x + attn(ln1(x)), then x + mlp(ln2(x))."""
 
-    def __init__(self, config: CLIPTextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, config: CLIPTextConfig, *, causal: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.self_attn = CLIPAttention(config, dtype=dtype, rngs=rngs)
+        self.self_attn = CLIPAttention(config, causal=causal, dtype=dtype, rngs=rngs)
         self.layer_norm1 = nnx.LayerNorm(config.hidden_size, **kw)
         self.mlp = CLIPMLP(config, dtype=dtype, rngs=rngs)
         self.layer_norm2 = nnx.LayerNorm(config.hidden_size, **kw)
@@ -163,9 +166,9 @@ class CLIPEncoderLayer(nnx.Module):
 class CLIPEncoder(nnx.Module):
     """The stack of encoder layers (``encoder.layers.{i}``)."""
 
-    def __init__(self, config: CLIPTextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, config: CLIPTextConfig, *, causal: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
         self.layers = nnx.List(
-            [CLIPEncoderLayer(config, dtype=dtype, rngs=rngs) for _ in range(config.num_hidden_layers)]
+            [CLIPEncoderLayer(config, causal=causal, dtype=dtype, rngs=rngs) for _ in range(config.num_hidden_layers)]
         )
 
     def __call__(self, x: jax.Array, bias: jax.Array | None = None, backend: str = "auto") -> tuple[jax.Array, ...]:
