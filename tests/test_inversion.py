@@ -1,0 +1,108 @@
+"""DDIM inversion: the inverse schedule against diffusers' DDIMInverseScheduler, the inversion run against a
+hand-written loop, the drive trajectory's order, and clear errors."""
+import diffusers
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import ieadapt_jax as ia
+from ieadapt_jax.inversion import InversionError, inverse_schedule, invert
+from ieadapt_jax.sampling import Drive, make_plan, sample
+from ieadapt_jax.schedulers import make_schedule, step
+
+ATOL = 1e-5
+BASE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+            clip_sample=False)
+
+
+@pytest.mark.parametrize("extra", [dict(timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False),
+                                   dict(timestep_spacing="leading", steps_offset=0, set_alpha_to_one=True),
+                                   dict(timestep_spacing="trailing", set_alpha_to_one=False)])
+def test_inverse_schedule_steps_like_diffusers_ddim_inverse(extra):
+    """For leading/trailing spacings the mirrored forward DDIM is diffusers' DDIMInverseScheduler, step for step."""
+    n = 10
+    config = {**BASE, **extra}
+    forward = make_schedule({**config, "_class_name": "DDIMScheduler"}, n)
+    ours = inverse_schedule(forward)
+    reference = diffusers.DDIMInverseScheduler(**config)
+    reference.set_timesteps(n)
+    np.testing.assert_array_equal(ours.timesteps, reference.timesteps.numpy())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    ref_x = torch.as_tensor(x)
+    for i, t in enumerate(reference.timesteps):
+        eps = rng.standard_normal(x.shape).astype(np.float32)
+        ref_x = reference.step(torch.as_tensor(eps), t, ref_x).prev_sample
+        x, _ = step(ours, i, jnp.asarray(x), jnp.asarray(eps))
+        np.testing.assert_allclose(x, ref_x.numpy(), atol=ATOL, rtol=1e-5)
+
+
+def test_inverse_schedule_mirrors_any_spacing():
+    """linspace spacing (the toy model's): inverse step n-1-i undoes forward step i exactly for a fixed ε."""
+    config = {**BASE, "_class_name": "DDIMScheduler", "timestep_spacing": "linspace", "steps_offset": 1,
+              "set_alpha_to_one": False}
+    forward = make_schedule(config, 7)
+    inverse = inverse_schedule(forward)
+    np.testing.assert_array_equal(inverse.timesteps, forward.timesteps[::-1])
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    eps = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
+    for i in range(7):
+        there, _ = step(forward, i, x, eps)
+        back, _ = step(inverse, 6 - i, there, eps)
+        np.testing.assert_allclose(back, x, atol=ATOL)
+
+
+def test_only_deterministic_ddim_inverts():
+    with pytest.raises(InversionError, match="EulerDiscreteScheduler"):
+        inverse_schedule(make_schedule({**BASE, "_class_name": "EulerDiscreteScheduler"}, 4))
+    with pytest.raises(InversionError, match="eta > 0"):
+        inverse_schedule(make_schedule({**BASE, "_class_name": "DDIMScheduler"}, 4, eta=0.5))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return ia.tiny_animatediff(seed=0)
+
+
+def test_invert_matches_a_hand_written_loop_and_drive_order(tiny):
+    n = 3
+    unet = tiny.unet
+    schedule = make_schedule(tiny.scheduler_config, n)
+    inverse = inverse_schedule(schedule)
+    x0 = jax.random.normal(jax.random.PRNGKey(0), (2, 2, 4, 4, 4))  # two videos
+    text = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 32))
+    uncond = jax.random.normal(jax.random.PRNGKey(2), (2, 5, 32))
+    omega = 3.0
+    inv = invert(unet, schedule, x0, text, uncond=uncond, guidance_scale=omega, progress=False)
+    x, visited = x0, []
+    for j in range(n):
+        t = jnp.broadcast_to(inverse.timesteps[j], (4,))
+        eps, _ = unet(jnp.concatenate([x, x]), t, jnp.concatenate([uncond, text]))  # rows [φ_0, φ_1, c_0, c_1]
+        x, _ = step(inverse, j, x, eps[:2] + omega * (eps[2:] - eps[:2]))
+        visited.append(x)
+    np.testing.assert_allclose(inv.noise, visited[-1], atol=ATOL)
+    expected_drive = [visited[n - 2 - i] for i in range(n - 1)] + [x0]  # forward step i ends where inverse step n-2-i did
+    np.testing.assert_allclose(inv.drive, jnp.stack(expected_drive), atol=ATOL)
+    with pytest.raises(InversionError, match="uncond"):
+        invert(unet, schedule, x0, text, guidance_scale=2.0, progress=False)
+    with pytest.raises(InversionError, match=r"text must be \[V=2"):
+        invert(unet, schedule, x0, text[:1], progress=False)
+
+
+def test_a_driven_video_follows_the_inversion_and_ends_at_the_input(tiny):
+    """Sampling from the inverted noise with the drive gives back x0 exactly; the other video runs free."""
+    unet = tiny.unet
+    schedule = make_schedule(tiny.scheduler_config, 3)
+    x0 = jax.random.normal(jax.random.PRNGKey(0), (1, 2, 4, 4, 4))
+    text = jax.random.normal(jax.random.PRNGKey(1), (1, 5, 32))
+    inv = invert(unet, schedule, x0, text, progress=False)
+    plan = make_plan(unet, [0, 1], progress=False, trajectory=True)
+    start = jnp.concatenate([inv.noise, inv.noise])
+    out = sample(unet, plan, schedule, start, jnp.concatenate([text, text]), np.eye(2, dtype=np.float32),
+                 drive=Drive([0], inv.drive))
+    np.testing.assert_array_equal(out.latents[0], x0[0])
+    np.testing.assert_array_equal(out.trajectory[:, 0], inv.drive[:, 0])
+    free = sample(unet, make_plan(unet, [0], progress=False), schedule, inv.noise, text, np.ones((1, 1), np.float32))
+    np.testing.assert_allclose(out.latents[1], free.latents[0], atol=1e-4, rtol=1e-5)  # batch of 2 vs 1
