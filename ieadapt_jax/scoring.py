@@ -7,7 +7,7 @@ does) and returns one value per video, ``[N]``:
 |---|---|---|
 | ``clip_score`` | clip/ (+ tokenizer) | mean over frames of torchmetrics' CLIPScore of each frame: max(100 cos(image, prompt), 0) |
 | ``clip_directional_similarity`` | clip/ (+ tokenizer) | mean over frame pairs of cos(I_edit - I_source, T_target - T_source), features L2-normalised (diffusers' evaluation guide, StyleGAN-NADA) |
-| ``aesthetic_score`` | clip/ (ViT-L/14), aesthetic.pth | mean over frames of the LAION predictor on the L2-normalised CLIP image embedding (1-10) |
+| ``aesthetic_score`` | clip/ (ViT-L/14), aesthetic/ | mean over frames of the LAION predictor on the L2-normalised CLIP image embedding (1-10) |
 | ``subject_consistency`` | dino/ | VBench: DINO class-token features; per frame i >= 1, (max(0, cos(f_i, f_{i-1})) + max(0, cos(f_i, f_0))) / 2; mean over frames |
 | ``lpips`` / ``lpips_vgg`` | lpips/ | mean over frames of LPIPS v0.1 (AlexNet / VGG16) between each frame and the reference's |
 
@@ -23,7 +23,8 @@ x / 127.5 - 1 at the videos' own resolution.
 :func:`load_metric_weights` loads what is there and explains what is missing; a metric without its
 weights is skipped with that message, never estimated. :data:`METRICS` is the registry (name ->
 :class:`Metric`: weights needed, inputs taken, direction, compute function) and :func:`compute_metrics`
-runs a selection of it.
+runs a selection of it. :func:`sweep_metrics` / :func:`register_sweep_metrics` turn them into
+plug-ins of :mod:`ieadapt_jax.sweep.metrics`.
 
     weights = load_metric_weights("weights/")
     print(weights.messages)                                   # what was skipped and why
@@ -58,20 +59,20 @@ _COS_EPS = 1e-8
 
 WEIGHTS_LAYOUT = """\
 DIR/
-  clip/             transformers CLIPModel folder (config.json, model.safetensors, tokenizer files),
-                    e.g. openai/clip-vit-large-patch14: clip_score, clip_directional_similarity,
-                    and the image tower of aesthetic_score (which needs ViT-L/14's 768-d embeddings)
-  aesthetic.pth     LAION aesthetic head: sac+logos+ava1-l14-linearMSE.pth (improved-aesthetic-predictor
-                    MLP) or sa_0_4_vit_l_14_linear.pth (linear head): aesthetic_score
-  dino/             transformers ViTModel folder (facebook/dino-vitb16) or Dinov2Model folder: subject_consistency
-  lpips/alex.pth    lpips heads (the lpips package's lpips/weights/v0.1/alex.pth)   } lpips
-  lpips/alexnet.pth torchvision AlexNet weights (alexnet-owt-7be5be79.pth)           }
-  lpips/vgg.pth     lpips heads (lpips/weights/v0.1/vgg.pth)                         } lpips_vgg
-  lpips/vgg16.pth   torchvision VGG16 weights (vgg16-397923af.pth)                   }
-Any .pth may be .safetensors, .pt, .bin or .ckpt instead. A heads file that holds a whole lpips LPIPS
-state dict (net.slice* keys too) needs no torchvision file."""
+  clip/         transformers CLIPModel folder with its tokenizer (config.json, model.safetensors,
+                vocab.json, merges.txt, ...), e.g. openai/clip-vit-large-patch14:
+                clip_score, clip_directional_similarity, and the image tower of aesthetic_score
+  aesthetic/    one LAION aesthetic head file, under its own name: sac+logos+ava1-l14-linearMSE.pth
+                (improved-aesthetic-predictor MLP) or sa_0_4_vit_l_14_linear.pth (linear head);
+                needs clip/ to give 768-d embeddings (CLIP ViT-L/14): aesthetic_score
+  dino/         transformers ViTModel folder (facebook/dino-vitb16) or Dinov2Model folder: subject_consistency
+  lpips/        alex.pth (the lpips package's lpips/weights/v0.1/alex.pth) and alexnet*.pth
+                (torchvision's alexnet-owt-7be5be79.pth): lpips;
+                vgg.pth (lpips/weights/v0.1/vgg.pth) and vgg16*.pth (torchvision's vgg16-397923af.pth): lpips_vgg
+Weight files may be .safetensors, .pth, .pt, .bin or .ckpt. A heads file that holds a whole lpips
+LPIPS state dict (net.slice* keys too) needs no torchvision file."""
 _STATE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
-_LPIPS_FILES = {"lpips": ("alex", "alex", "alexnet"), "lpips_vgg": ("vgg", "vgg", "vgg16")}  # net, heads, trunk
+_LPIPS_FILES = {"lpips": ("alex", "alex", "alexnet*"), "lpips_vgg": ("vgg", "vgg", "vgg16*")}  # net, heads, trunk
 
 
 class MetricError(ValueError):
@@ -355,15 +356,15 @@ def load_metric_weights(folder: str | os.PathLike, *, dtype=jnp.float32, cache: 
     else:
         say(f"clip_score, clip_directional_similarity, aesthetic_score skipped: no clip/ folder in {root} (a transformers CLIPModel folder, e.g. openai/clip-vit-large-patch14)")
 
-    aesthetic = _state_file(root, "aesthetic")
+    aesthetic = _weight_file(root / "aesthetic", "*") if (root / "aesthetic").is_dir() else None
     if aesthetic is None:
-        say(f"aesthetic_score skipped: no aesthetic{{{','.join(_STATE_SUFFIXES)}}} in {root} (the LAION aesthetic head)")
+        say(f"aesthetic_score skipped: no aesthetic/ folder with a weight file in {root} (the LAION aesthetic head)")
     else:
         weights.aesthetic = load_aesthetic(aesthetic, dtype=dtype)
         width = None if weights.clip is None else weights.clip.config.projection_dim
         if width is not None and width != weights.aesthetic.embed_dim:
             say(
-                f"aesthetic_score skipped: {aesthetic.name} takes {weights.aesthetic.embed_dim}-d CLIP embeddings but "
+                f"aesthetic_score skipped: {aesthetic} takes {weights.aesthetic.embed_dim}-d CLIP embeddings but "
                 f"{root / 'clip'} gives {width}-d ones (the head is trained on CLIP ViT-L/14)"
             )
 
@@ -372,23 +373,25 @@ def load_metric_weights(folder: str | os.PathLike, *, dtype=jnp.float32, cache: 
     else:
         say(f"subject_consistency skipped: no dino/ folder in {root} (a transformers ViTModel folder: facebook/dino-vitb16)")
 
-    for name, (net, heads_stem, trunk_stem) in _LPIPS_FILES.items():
-        heads = _state_file(root / "lpips", heads_stem)
-        trunk = _state_file(root / "lpips", trunk_stem)
+    for name, (net, heads_stem, trunk_pattern) in _LPIPS_FILES.items():
+        folder = root / "lpips"
+        heads = _weight_file(folder, heads_stem) if folder.is_dir() else None
         if heads is None:
-            say(f"{name} skipped: no lpips/{heads_stem}.pth (lpips' weights/v0.1/{heads_stem}.pth) in {root}")
+            say(f"{name} skipped: no lpips/{heads_stem}.pth in {root} (the lpips package's weights/v0.1/{heads_stem}.pth)")
             continue
+        trunk = _weight_file(folder, trunk_pattern)
         if trunk is None and not _holds_trunk(heads):
-            say(f"{name} skipped: lpips/{heads_stem}.pth holds only the heads and there is no lpips/{trunk_stem}.pth (torchvision weights) in {root}")
+            say(f"{name} skipped: {heads} holds only the LPIPS heads and lpips/ has no {trunk_pattern}.pth (torchvision's {net} weights)")
             continue
         weights.lpips[net] = load_lpips(heads, trunk, net=net, dtype=dtype)
     return weights
 
 
-def _state_file(folder: Path, stem: str) -> Path | None:
-    found = [folder / f"{stem}{suffix}" for suffix in _STATE_SUFFIXES if (folder / f"{stem}{suffix}").is_file()]
+def _weight_file(folder: Path, pattern: str) -> Path | None:
+    """The one weight file ``folder/<pattern><suffix>`` (glob pattern, suffix in _STATE_SUFFIXES), or None."""
+    found = sorted(f for suffix in _STATE_SUFFIXES for f in folder.glob(pattern + suffix) if f.is_file())
     if len(found) > 1:
-        raise MetricError(f"ambiguous weights: {', '.join(str(f) for f in found)}; keep one")
+        raise MetricError(f"ambiguous weights in {folder}: {', '.join(f.name for f in found)}; keep one")
     return found[0] if found else None
 
 
@@ -522,3 +525,99 @@ def compute_metrics(
             continue
         scores[name] = metric.compute(weights, inputs, batch_size)
     return MetricResults(scores, messages)
+
+
+# ------------------------------------------------------------------------------------------ sweep plug-ins
+
+
+def _uint8(video: jax.Array) -> jax.Array:
+    """A sweep video (float32 [F, H, W, 3] in [0, 1], from uint8 / 255) back to its uint8 values."""
+    return jnp.round(jnp.clip(video, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+
+
+def sweep_metrics(weights: MetricWeights) -> list:
+    """The metrics ``weights`` can compute as :class:`ieadapt_jax.sweep.metrics.Metric` plug-ins.
+
+    In a sweep every generated video is measured with its baseline (same prompt and seed):
+    ``clip_score`` (against the sweep prompt), ``aesthetic_score`` and ``subject_consistency`` measure
+    the video alone (the sweep adds ``<column>_shift``, the change from the baseline); ``lpips`` /
+    ``lpips_vgg`` compare it with the baseline. ``clip_directional_similarity`` needs a source and a
+    target prompt, which a perturbation sweep does not have, so it is not among them. The plug-ins
+    carry their models (``weights=None``: nothing left for the sweep to find); ``compute`` is pure JAX
+    on one video and runs inside the sweep's compiled measuring function.
+    """
+    from .sweep.metrics import Metric as SweepMetric
+
+    available = set(weights.available)
+    out = []
+
+    def split(model):
+        graphdef, state = nnx.split(model)
+        return functools.partial(nnx.merge, graphdef), state
+
+    if "clip_score" in available:
+        merge_clip, clip_state = split(weights.clip)
+
+        def clip_setup(_, prompts):
+            return {"clip": clip_state, "text": jnp.asarray(clip_text_embeddings(weights.clip, weights.tokenizer, prompts))}
+
+        def clip_compute(state, video, baseline, prompt_index):
+            image = unit(merge_clip(state["clip"]).get_image_features(clip_pixels(_uint8(video))))  # [F, P]
+            return {"clip_score": clip_score_from(image[None], state["text"][prompt_index][None])[0]}
+
+        out.append(SweepMetric(
+            "clip_score", ("clip_score",), clip_compute, pairwise=False, setup=clip_setup,
+            description=METRICS["clip_score"].description,
+        ))
+    if "aesthetic_score" in available:
+        merge_clip, clip_state = split(weights.clip)
+        merge_head, head_state = split(weights.aesthetic)
+
+        def aesthetic_compute(state, video, baseline, prompt_index):
+            image = unit(merge_clip(state["clip"]).get_image_features(clip_pixels(_uint8(video))))  # [F, P]
+            return {"aesthetic_score": jnp.mean(merge_head(state["head"])(image))}
+
+        out.append(SweepMetric(
+            "aesthetic_score", ("aesthetic_score",), aesthetic_compute, pairwise=False,
+            setup=lambda _, prompts: {"clip": clip_state, "head": head_state},
+            description=METRICS["aesthetic_score"].description,
+        ))
+    if "subject_consistency" in available:
+        merge_dino, dino_state = split(weights.dino)
+
+        def dino_compute(state, video, baseline, prompt_index):
+            dino = merge_dino(state)
+            features = unit(dino(dino_pixels(_uint8(video)), pos_interpolation="dino").last_hidden_state[:, 0])
+            return {"subject_consistency": subject_consistency_from(features[None])[0]}
+
+        out.append(SweepMetric(
+            "subject_consistency", ("subject_consistency",), dino_compute, pairwise=False,
+            setup=lambda _, prompts: dino_state, description=METRICS["subject_consistency"].description,
+        ))
+    for name, net in (("lpips", "alex"), ("lpips_vgg", "vgg")):
+        if name not in available:
+            continue
+        merge_lpips, lpips_state = split(weights.lpips[net])
+
+        def lpips_compute(state, video, baseline, prompt_index, name=name, merge_lpips=merge_lpips):
+            lpips = merge_lpips(state)
+            return {name: jnp.mean(lpips(lpips_pixels(_uint8(video)), lpips_pixels(_uint8(baseline))))}
+
+        out.append(SweepMetric(
+            name, (name,), lpips_compute, pairwise=True, setup=lambda _, prompts, s=lpips_state: s,
+            description=METRICS[name].description,
+        ))
+    return out
+
+
+def register_sweep_metrics(folder: str | os.PathLike, *, log: Callable[[str], None] = print) -> MetricWeights:
+    """Load ``folder`` (:func:`load_metric_weights`), log why metrics are skipped, and register the
+    available ones with the sweep (:func:`sweep_metrics`, replacing earlier registrations)."""
+    from .sweep.metrics import register_metric
+
+    weights = load_metric_weights(folder)
+    for message in weights.messages:
+        log(message)
+    for metric in sweep_metrics(weights):
+        register_metric(metric, replace=True)
+    return weights
