@@ -1,6 +1,7 @@
 """ieadapt_jax.scoring and ieadapt_jax.image_resize: exact reference preprocessing, each metric against
 its reference computed with the PyTorch models (random weights) and the reference formulas, the
 weights-folder layout, the registry, and the sweep plug-ins."""
+import json
 import math
 
 import jax
@@ -249,3 +250,32 @@ def test_sweep_plugins(folder, monkeypatch):
     ).scores
     for name in names:
         np.testing.assert_allclose(measured[name], direct[name], atol=ATOL)
+
+
+def _frame_folder(path, video):
+    path.mkdir()
+    for i, frame in enumerate(video):
+        PIL.Image.fromarray(frame).save(path / f"{i:03d}.png")
+    return str(path)
+
+
+def test_command_line(folder, tmp_path, capsys):
+    videos, references = random_videos((2, 3, 48, 64, 3), seed=8), random_videos((2, 3, 48, 64, 3), seed=9)
+    paths = [_frame_folder(tmp_path / f"v{i}", v) for i, v in enumerate(videos)]
+    refs = [_frame_folder(tmp_path / f"r{i}", v) for i, v in enumerate(references)]
+    argv = ["--metrics-weights", str(folder["root"]), "--video", *paths, "--reference", *refs,
+            "--prompt", "a cat", "--reference-prompt", "a dog", "a cat!", "--batch-size", "4", "--json", str(tmp_path / "s.json")]
+    assert scoring.main(argv) == 0
+    out = capsys.readouterr()
+    assert "lpips_vgg skipped" in out.err
+    table = json.loads((tmp_path / "s.json").read_text())
+    direct = scoring.compute_metrics(
+        folder["weights"], videos=videos, references=references, prompts="a cat", reference_prompts=["a dog", "a cat!"], batch_size=4
+    ).scores
+    for name, values in direct.items():
+        np.testing.assert_allclose([table[p][name] for p in paths], values, atol=1e-6)
+    assert f"{paths[0]}\tclip_score\t" in out.out
+    assert scoring.main(["--metrics-weights", str(tmp_path / "none"), "--video", paths[0]]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert scoring.main(["--metrics-weights", str(folder["root"]), "--video", *paths, "--reference", refs[0]]) == 2
+    assert "--reference takes one value per --video (2), got 1" in capsys.readouterr().err
