@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="real videos: let the source rows run free from the inverted noise instead of following "
                            "the inversion trajectory (then the report's PSNR measures the DDIM reconstruction)")
 
-    size = parser.add_argument_group("size (animatediff)")
+    size = parser.add_argument_group("size")
     size.add_argument("--frames", type=int, default=16, help="frames to generate or to read from --video")
     size.add_argument("--height", type=int, default=None, help="default: 32 (toy), 512 (animatediff)")
     size.add_argument("--width", type=int, default=None, help="default: 32 (toy), 512 (animatediff)")
