@@ -447,6 +447,17 @@ def over_tiles(fn: Callable, x: jax.Array, tile: tuple[int, int], stride: tuple[
     return jnp.concatenate(joined, axis=2)
 
 
+def _check_seamless(tiling: Tiling, what: str, advance: tuple[int, int], keep: tuple[int, int], unit: str) -> None:
+    """Tiles must keep as much output as they advance, or the joined video has the wrong size (diffusers returns
+    it silently); the defaults at CogVideoX's 480×720 are seamless."""
+    if advance != keep:
+        raise ValueError(
+            f"{tiling} is not seamless for {what} with this VAE: tiles advance {advance} {unit} but keep {keep}, so "
+            "the joined output would have the wrong size; pick tile sizes whose latent tile times (1 − overlap) is "
+            "a whole number (e.g. the defaults of a 480x720 VAE: Tiling(240, 360))"
+        )
+
+
 class AutoencoderKLCogVideoX(nnx.Module):
     """diffusers ``AutoencoderKLCogVideoX``: ``encoder`` and ``decoder`` run over frame chunks (see module docstring)."""
 
@@ -468,11 +479,10 @@ class AutoencoderKLCogVideoX(nnx.Module):
             d = self.config.downscale
             latent_tile = (int(tiling.sample_height / d), int(tiling.sample_width / d))
             blend = (int(latent_tile[0] * tiling.overlap_height), int(latent_tile[1] * tiling.overlap_width))
-            moments = over_tiles(
-                run, x, (tiling.sample_height, tiling.sample_width),
-                (int(tiling.sample_height * (1 - tiling.overlap_height)), int(tiling.sample_width * (1 - tiling.overlap_width))),
-                blend, (latent_tile[0] - blend[0], latent_tile[1] - blend[1]),
-            )
+            stride = (int(tiling.sample_height * (1 - tiling.overlap_height)), int(tiling.sample_width * (1 - tiling.overlap_width)))
+            keep = (latent_tile[0] - blend[0], latent_tile[1] - blend[1])
+            _check_seamless(tiling, "encoding", stride, tuple(k * d for k in keep), "pixels")
+            moments = over_tiles(run, x, (tiling.sample_height, tiling.sample_width), stride, blend, keep)
         else:
             moments = run(x)
         mean, logvar = jnp.split(moments, 2, axis=-1)  # [B, f, h, w, 2L] -> 2 x [B, f, h, w, L]
@@ -488,11 +498,10 @@ class AutoencoderKLCogVideoX(nnx.Module):
             latent_tile = (int(tiling.sample_height / d), int(tiling.sample_width / d))
             if width > latent_tile[1] or height > latent_tile[0]:
                 blend = (int(tiling.sample_height * tiling.overlap_height), int(tiling.sample_width * tiling.overlap_width))
-                return over_tiles(
-                    run, z, latent_tile,
-                    (int(latent_tile[0] * (1 - tiling.overlap_height)), int(latent_tile[1] * (1 - tiling.overlap_width))),
-                    blend, (tiling.sample_height - blend[0], tiling.sample_width - blend[1]),
-                )
+                stride = (int(latent_tile[0] * (1 - tiling.overlap_height)), int(latent_tile[1] * (1 - tiling.overlap_width)))
+                keep = (tiling.sample_height - blend[0], tiling.sample_width - blend[1])
+                _check_seamless(tiling, "decoding", tuple(s * d for s in stride), keep, "pixels")
+                return over_tiles(run, z, latent_tile, stride, blend, keep)
         return run(z)
 
     def encode_frames(self, frames: jax.Array, *, tiling: Tiling | None = None) -> LatentDistribution:

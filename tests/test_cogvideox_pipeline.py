@@ -54,7 +54,7 @@ def tiny_cogvideox_parts(seed: int = 0) -> dict:
     vae = diffusers.AutoencoderKLCogVideoX(
         block_out_channels=(8, 8, 8), down_block_types=("CogVideoXDownBlock3D",) * 3,
         up_block_types=("CogVideoXUpBlock3D",) * 3, latent_channels=4, norm_num_groups=2, layers_per_block=1,
-        sample_height=SIZE, sample_width=SIZE).eval()
+        sample_height=48, sample_width=80).eval()  # default_tiling() (24x40 px tiles) is then seamless
     for module in (transformer, vae, text_encoder):
         with torch.no_grad():
             for p in module.parameters():  # zero biases and unit norms would hide mistakes

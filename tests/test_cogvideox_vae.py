@@ -114,6 +114,9 @@ def test_config_errors(vae, tmp_path):
         AutoencoderKLCogVideoXConfig(use_quant_conv=True)
     with pytest.raises(ValueError, match=r"latents must be \[B, T, H, W, 4\]"):
         ours.decode(jnp.zeros((1, 2, 4, 4, 3)))
+    # diffusers would join these tiles into a 36x34 video (32x32 expected): tiles 12 px apart keep 14 and 13 px
+    with pytest.raises(ValueError, match=r"not seamless for decoding.*advance \(12, 12\) pixels but keep \(14, 13\)"):
+        ours.decode(jnp.zeros((1, 1, 8, 8, 4)), tiling=Tiling(16, 16))
     config = json.loads((folder / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps(dict(config, _class_name="AutoencoderKL")))
     with pytest.raises(ConversionError, match="expected AutoencoderKLCogVideoX"):
