@@ -158,3 +158,26 @@ def test_cli_help_teaches_the_feature_and_sites_lists_the_model(snapshot, capsys
     assert "temporal" in listing and "  1  temporal     layer   2  down_blocks.0.motion_modules.0.transformer_blocks.0.attn2" in listing
     assert main(["run", "--out", str(tmp_path / "x"), "--model", str(snapshot), "--targets", "nope"]) == 2
     assert "unknown target 'nope'" in capsys.readouterr().err
+
+
+def test_cogvideox_sweep_baseline_is_its_text_to_video(tmp_path, monkeypatch, capsys):
+    import diffusers
+
+    import ieadapt_jax as ia
+    from test_cogvideox_pipeline import tiny_cogvideox_parts
+
+    root = tmp_path / "cogvideox"
+    diffusers.CogVideoXPipeline(**tiny_cogvideox_parts()).save_pretrained(root)
+    (tmp_path / "prompts.txt").write_text("a cat runs\n")
+    monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert main(["run", "--out", str(out), "--model", str(root), "--prompts", str(tmp_path / "prompts.txt"),
+                 "--frames", "9", "--height", "32", "--width", "32", "--steps", "2", "--chunk", "2", "--no-progress",
+                 "--no-report", "--metrics", "ssim", "motion"]) == 0
+    rows = read_rows(out)
+    assert [r["target"] for r in rows] == ["baseline"] + ["site:transformer_blocks.0.attn1"] * 2 + \
+        ["site:transformer_blocks.1.attn1"] * 2  # joint sites, modes I and U
+    assert all(r["metrics"]["ssim"] < 1.0 for r in rows[1:]) and len(rows[0]["records"]["entropy"]) == 2
+    video = ia.text_to_video(ia.load_cogvideox(root, cache=False), "a cat runs", num_frames=9, height=32, width=32,
+                             num_inference_steps=2, guidance_scale=6.0, seed=42, progress=False).video
+    np.testing.assert_array_equal(np.load(out / "baselines" / "p0000_s42.npy"), video)

@@ -23,6 +23,7 @@ from .definition import (
 )
 from .engine import SweepRun, SweepRunError, initialize_distributed, run_sweep
 from .metrics import METRICS, Metric, MetricError, get_metric, register_metric
+from .report import tables, write_report
 from .store import ResultStore, SweepStoreError, read_manifest
 
 __all__ = [
@@ -45,5 +46,7 @@ __all__ = [
     "register_metric",
     "resolve_target",
     "run_sweep",
+    "tables",
     "toy_prompts",
+    "write_report",
 ]

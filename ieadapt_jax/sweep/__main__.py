@@ -23,7 +23,7 @@ commands:
 """
 
 EPILOG = """\
-quick start (the shipped toy model, CPU, minutes):
+quick start (the shipped toy model; 8 prompts x (1 baseline + 2 modes x 24 self-attention sites) = 392 videos):
   python -m ieadapt_jax.sweep run --out runs/toy-sweep --prompts toy:8 --steps 25
   python -m ieadapt_jax.sweep run --out runs/toy-sweep ...        # same command again: resumes, skips done videos
 
@@ -32,7 +32,11 @@ guidance 9, seed 42; 10,509 videos):
   python -m ieadapt_jax.sweep run --out runs/ad-sweep --model path/to/animatediff-snapshot \\
       --prompts vbench --scheduler euler --guidance-scale 9 --seeds 42
 
-targets (--targets, several allowed; KIND is self (default), spatial, temporal, cross (mode U only) or all):
+CogVideoX (supplementary §7.3: defaults 25 frames 480x720, guidance 6; its sites are the joint ones):
+  python -m ieadapt_jax.sweep run --out runs/cog-sweep --model path/to/CogVideoX-5b --prompts vbench
+
+targets (--targets, several allowed; KIND is self (default: spatial, temporal and joint self-attention), spatial,
+temporal, joint, cross (mode U only) or all):
   each[:KIND]                 every KIND site singly (the paper's 2n videos per prompt)
   site:NAME                   one site by its diffusers module path (see: python -m ieadapt_jax.sweep sites)
   kind:KIND                   all KIND sites at once (kind:spatial vs kind:temporal)
@@ -48,8 +52,9 @@ modes (--modes): I, U, or numbers α in [0, 1] for α·I + (1−α)·U, e.g. --m
 execution:
   Configurations run in chunks: --chunk N per device (default auto: fill 90% of free accelerator memory,
   measured by compiling a one-configuration probe; 4 on CPU). Each chunk is one call of one compiled function
-  (the sampling loop vmapped over the chunk, sharded over all devices with jax.sharding), so the whole sweep
-  compiles once. --devices N uses the first N local devices. Multi-host: start the same command on every host
+  (the sampling loop vmapped over the chunk and the VAE decode, sharded over all devices with jax.sharding)
+  and one call of a compiled measuring function; every chunk has the same shape, so neither recompiles during
+  the sweep. --devices N uses the first N local devices. Multi-host: start the same command on every host
   with --distributed (cluster auto-detection) or --coordinator HOST:PORT --num-processes N --process-id I;
   --out must be on a filesystem all hosts see. Results are appended chunk by chunk: a kill loses at most the
   chunk in flight, and rerunning the same command resumes (a folder holding another sweep is refused).
@@ -77,7 +82,7 @@ metrics:
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="toy",
                         help="'toy' (the shipped toy model), 'tiny' (a random tiny AnimateDiff, for smoke tests), or "
-                             "a path: a toy snapshot or an AnimateDiff (diffusers) snapshot (default: toy)")
+                             "a path: a toy snapshot, an AnimateDiff or a CogVideoX (diffusers) snapshot (default: toy)")
     parser.add_argument("--motion-adapter", help="motion adapter for an SD1.5 snapshot (folder or mm_sd_v15 .ckpt)")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
                         help="model dtype (auto: bfloat16 on GPU/TPU, float32 on CPU)")
@@ -103,12 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--seeds", type=int, nargs="+", default=[42], help="noise seeds")
     what.add_argument("--targets", nargs="+", default=["each"], help="where to perturb (see the main --help)")
     what.add_argument("--modes", nargs="+", default=["I", "U"], help="I, U or α values")
-    what.add_argument("--frames", type=int, help="frames (default: 16)")
-    what.add_argument("--height", type=int, help="height in pixels (default: 512; the toy world's 32 on toy models)")
-    what.add_argument("--width", type=int, help="width in pixels (default: 512; 32 on toy models)")
+    what.add_argument("--frames", type=int, help="frames (default: 16; 25 on CogVideoX)")
+    what.add_argument("--height", type=int, help="height in pixels (default: 512; 480 on CogVideoX; 32 on toy models)")
+    what.add_argument("--width", type=int, help="width in pixels (default: 512; 720 on CogVideoX; 32 on toy models)")
     what.add_argument("--steps", type=int, default=25, help="denoising steps")
     what.add_argument("--guidance-scale", type=float,
-                      help="classifier-free guidance ω (default: 9.0, the paper's; the toy model's own on toy models)")
+                      help="classifier-free guidance ω (default: the paper's 9.0, 6.0 on CogVideoX; the toy model's own "
+                           "on toy models)")
     what.add_argument("--negative-prompt", default="", help="the unconditional row's prompt")
     what.add_argument("--scheduler", choices=("model", "ddim", "euler"), default="model",
                       help="the snapshot's scheduler, or DDIM / Euler on its config (the paper: euler)")
@@ -171,8 +177,12 @@ def load_model(model: str, motion_adapter: str | None = None, dtype: str = "auto
 
     if (path / TOY_INFO).is_file():
         return load_toy(path, chosen)
-    from ..loading import load_animatediff
+    from ..jsonfile import read_json_object
+    from ..loading import load_animatediff, load_cogvideox
 
+    index = path / "model_index.json"
+    if index.is_file() and "CogVideoX" in str(read_json_object(index, SystemExit).get("_class_name", "")):
+        return load_cogvideox(path, dtype=chosen)
     return load_animatediff(path, motion_adapter=motion_adapter, dtype=chosen)
 
 
@@ -181,9 +191,14 @@ def definition_from_args(args, components):
     from .definition import SweepDefinition, load_prompts
     from .engine import is_toy
 
+    from ..loading import CogVideoXComponents
+
     toy = is_toy(components)
     guidance = args.guidance_scale
     size = (16, 512, 512)
+    if isinstance(components, CogVideoXComponents):  # the paper's CogVideoX-5B setting (supplementary §7.1)
+        size = (25, 480, 720)
+        guidance = 6.0 if guidance is None else guidance
     if toy:
         from ..toy import world
         from ..toy.model import read_toy_info
@@ -242,7 +257,7 @@ def main(argv=None) -> int:
             initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         components = load_model(args.model, args.motion_adapter, args.dtype)
         if args.command == "sites":
-            for i, site in enumerate(components.unet.site_table):
+            for i, site in enumerate(components.denoiser.site_table):
                 print(f"{i:3d}  {site.kind:<12s} layer {site.kind_index + 1:3d}  {site.name}")
             return 0
         return _run(args, components)

@@ -43,7 +43,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ..pipeline import _decode, _encode_prompts
+from ..pipeline import _decode, _encode_prompts, _latent_frames, _latent_size
 from ..sampling import SamplingPlan, denoise, make_plan
 from ..schedulers import make_schedule
 from .definition import (
@@ -112,9 +112,9 @@ def scheduler_config(components, definition: SweepDefinition) -> dict:
 
 def manifest(components, definition: SweepDefinition, metrics: Sequence[Metric]) -> dict:
     """The sweep's identity for resuming: definition, model fingerprint, site table, metrics, recorded sites."""
-    unet = components.unet
-    table = unet.site_table
-    params = nnx.state(unet, nnx.Param)
+    denoiser = components.denoiser
+    table = denoiser.site_table
+    params = nnx.state(denoiser, nnx.Param)
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     dtypes = sorted({str(x.dtype) for x in jax.tree.leaves(params)})
     recorded = table.recording("self") if definition.record == "self" else ()
@@ -147,7 +147,8 @@ def run_sweep(
     """Generate and measure every configuration of ``definition`` not yet in ``out``; append the results.
 
     Args:
-        components: :class:`ieadapt_jax.AnimateDiffComponents` (AnimateDiff, or a toy model).
+        components: :class:`ieadapt_jax.AnimateDiffComponents` (AnimateDiff or a toy model) or
+            :class:`ieadapt_jax.CogVideoXComponents`.
         definition: the sweep (:class:`SweepDefinition`).
         out: output folder (created, or resumed if it holds the same sweep).
         metrics: metric names (None: every registered metric that applies; see :mod:`.metrics`).
@@ -163,8 +164,8 @@ def run_sweep(
     """
     start = time.perf_counter()
     import_plugins(metrics_plugins)
-    unet = components.unet
-    table = unet.site_table
+    denoiser = components.denoiser
+    table = denoiser.site_table
     toy = is_toy(components)
     chosen = select_metrics(metrics, toy=toy, weights_dir=metrics_weights, log=log)
     baselines, perturbed = expand(definition, table)
@@ -177,7 +178,7 @@ def run_sweep(
 
     rows = definition.rows
     cond_row = [text for text, _ in rows].index("cond")
-    plan = make_plan(unet, [0] * len(rows), record="self" if definition.record == "self" else False,
+    plan = make_plan(denoiser, [0] * len(rows), record="self" if definition.record == "self" else False,
                      active=_active_sites(definition, table), backend=backend, progress=False)
     schedule = make_schedule(scheduler_config(components, definition), definition.num_inference_steps, eta=definition.eta)
     latent_shape = _latent_shape(components, definition)
@@ -185,10 +186,10 @@ def run_sweep(
     states = setup_metrics(chosen, metrics_weights, definition.prompts)
 
     replicated = NamedSharding(mesh, P())
-    unet_graphdef, unet_state = nnx.split(unet)
+    model_graphdef, model_state = nnx.split(denoiser)
     vae_graphdef, vae_state = nnx.split(components.vae)
-    constants = jax.device_put((unet_state, vae_state, texts, states, schedule), replicated)
-    generate = _generate_fn(mesh, unet_graphdef, vae_graphdef, plan, latent_shape, tuple(map(float, definition.weights)),
+    constants = jax.device_put((model_state, vae_state, texts, states, schedule), replicated)
+    generate = _generate_fn(mesh, model_graphdef, vae_graphdef, plan, latent_shape, tuple(map(float, definition.weights)),
                             tuple(text == "cond" for text, _ in rows), len(definition.prompts),
                             definition.num_inference_steps, cond_row, float(components.vae.config.scaling_factor))
     measure_chunk = _measure_fn(mesh, tuple(chosen))
@@ -250,7 +251,7 @@ def run_sweep(
 
 
 @functools.lru_cache(maxsize=8)
-def _generate_fn(mesh: Mesh, unet_graphdef, vae_graphdef, plan: SamplingPlan, latent_shape: tuple, weights: tuple,
+def _generate_fn(mesh: Mesh, model_graphdef, vae_graphdef, plan: SamplingPlan, latent_shape: tuple, weights: tuple,
                  text_row: tuple, negative: int, steps: int, cond_row: int, scaling_factor: float):
     """jit(shard_map(...)): (constants, keys [n, 2], prompt [n], rewiring [n, steps, S, R]) ->
     (videos uint8 [n, F, H, W, 3], records float32 [n, steps, recorded sites, 5] of the conditional row).
@@ -260,8 +261,8 @@ def _generate_fn(mesh: Mesh, unet_graphdef, vae_graphdef, plan: SamplingPlan, la
     """
 
     def body(constants, keys, prompt, rewiring):
-        unet_state, vae_state, texts, _, schedule = constants
-        unet = nnx.merge(unet_graphdef, unet_state)
+        model_state, vae_state, texts, _, schedule = constants
+        model = nnx.merge(model_graphdef, model_state)
         w = jnp.asarray(weights, jnp.float32)[None, :]  # [1, R]
 
         def one(key, p, rw):
@@ -269,7 +270,7 @@ def _generate_fn(mesh: Mesh, unet_graphdef, vae_graphdef, plan: SamplingPlan, la
             x_t = noise[None] * schedule.init_noise_sigma  # [1, F, h, w, C]
             row_text = texts[jnp.where(jnp.asarray(text_row), p, negative)]  # [R, L, D]
             step_keys = jax.random.split(jax.random.fold_in(key, 1), steps)
-            latents, records = denoise(unet, plan, schedule, x_t, row_text, w, rw, step_keys)
+            latents, records = denoise(model, plan, schedule, x_t, row_text, w, rw, step_keys)
             if records is None:
                 stacked = jnp.zeros((steps, 0, len(RECORD_FIELDS)), jnp.float32)
             else:
@@ -424,10 +425,8 @@ def _active_sites(definition: SweepDefinition, table) -> tuple[int, ...]:
 
 
 def _latent_shape(components, definition: SweepDefinition) -> tuple[int, int, int, int]:
-    from ..pipeline import _latent_size
-
     h, w = _latent_size(components, definition.height, definition.width)
-    return (definition.num_frames, h, w, components.unet.config.in_channels)
+    return (_latent_frames(components, definition.num_frames), h, w, components.denoiser.config.in_channels)
 
 
 def _baseline_entropy(done: dict, baselines: Sequence[Config], table) -> dict:

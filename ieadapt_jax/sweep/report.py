@@ -206,18 +206,20 @@ def _observations(frames: dict) -> list[str]:
     rows = ["| observation (paper) | measure on this sweep | value | holds? |", "| --- | --- | --- | --- |"]
     base_rec = rec[rec["mode"] == "A"] if len(rec) else rec
     single = res[(res["target_type"] == "site")] if len(res) else res
+    kinds = set(res["kind"]) | (set(rec["kind"]) if len(rec) else set())  # the model's self-attention kinds seen
 
     # 1. high-entropy maps are near U: entropy vs energy proportion (0 = output energy of U, 1 = of I).
-    if len(base_rec) >= 3:
+    if len(base_rec) and base_rec["site"].nunique() >= 3:
         per_site = base_rec.groupby("site")[["entropy", "energy_ratio"]].mean()
         rho = per_site["entropy"].corr(per_site["energy_ratio"], method="spearman")
         rows.append(_obs_row("§3.4: high-entropy maps are close to U (output energy near E(UV))",
                              "Spearman ρ over sites between baseline entropy and energy proportion", rho,
                              None if np.isnan(rho) else rho < 0))
     else:
-        rows.append(_obs_row("§3.4: high-entropy maps are close to U", "needs records of the baselines", np.nan, None))
+        rows.append(_obs_row("§3.4: high-entropy maps are close to U", "needs baseline records at 3 or more sites",
+                             np.nan, None))
     u = single[single["mode"] == "U"] if len(single) else single
-    if len(u) >= 3 and "ssim" in u and u["baseline_entropy"].notna().sum() >= 3:
+    if len(u) and "ssim" in u and u.dropna(subset=["baseline_entropy"])["site"].nunique() >= 3:
         per_site = u.groupby("site")[["baseline_entropy", "ssim"]].mean()
         rho = per_site["baseline_entropy"].corr(1.0 - per_site["ssim"], method="spearman")
         rows.append(_obs_row("§3.4: so replacing a high-entropy map by U changes little",
@@ -226,7 +228,7 @@ def _observations(frames: dict) -> list[str]:
 
     # 2. I at the first and last layers hurts structure most.
     i = single[single["mode"] == "I"] if len(single) else single
-    for kind in ("spatial_self", "temporal"):
+    for kind in [k for k in ("spatial_self", "temporal", "joint") if k in kinds]:
         part = i[i["kind"] == kind] if len(i) and "ssim" in i else i.iloc[0:0]
         if part["layer"].nunique() >= 3:
             effect = (1.0 - part.groupby("layer")["ssim"].mean()).sort_values(ascending=False)
@@ -234,11 +236,15 @@ def _observations(frames: dict) -> list[str]:
             top = list(effect.index[:2])
             value = f"largest at layers {top[0]}, {top[1]} (of {first}..{last}); 1 − SSIM {effect.iloc[0]:.3g}, {effect.iloc[1]:.3g}"
             rows.append(_obs_row(f"§3.2–3.3: I at the first and last {KIND_LABEL[kind]} layers hurts structure most",
-                                 "the two layers with the largest mean 1 − SSIM under I", value,
+                                 "the two layers with the largest mean 1 − SSIM under I (holds if they are the first "
+                                 "and the last, or the largest is the last)", value,
                                  top[0] in (first, last) and (top[1] in (first, last) or top[0] == last)))
         else:
             rows.append(_obs_row(f"§3.2–3.3: I at the first and last {KIND_LABEL[kind]} layers hurts structure most",
                                  "needs single-site I results with SSIM at 3 or more layers", np.nan, None))
+
+    if "temporal" not in kinds:
+        return rows + [""]
 
     # 3. temporal maps near U give static videos.
     ut = u[u["kind"] == "temporal"] if len(u) else u
