@@ -241,7 +241,6 @@ def run_ours(folder: str, spec: dict, reference: np.ndarray, warmup: int, repeat
                          energy_ratio_finite=bool(np.isfinite(np.asarray(records.energy_ratio)).all()))
             assert entropy.shape[0] == cfg["num_layers"]
         out[label] = entry
-        del compiled, state
     return out
 
 
@@ -274,8 +273,7 @@ def run_sharded(folder: str, count: int, warmup: int, repeats: int) -> dict:
     _, inputs = saved_inputs(folder)
     with jax.default_device(jax.local_devices(backend="cpu")[0]):  # whole parameters only on the host
         model = load_ours(folder, jnp.bfloat16)
-    forward, host_state = make_forward(model)
-    del model
+    _, host_state = make_forward(model)
     state = shard_state(host_state, Mesh(np.asarray(devices), ("model",)))
     del host_state
     gc.collect()
@@ -283,8 +281,18 @@ def run_sharded(folder: str, count: int, warmup: int, repeats: int) -> dict:
     for leaf in jax.tree_util.tree_leaves(state):
         for shard in leaf.addressable_shards:
             per_device[devices.index(shard.device)] += shard.data.nbytes
-    start = time.perf_counter()
-    compiled = forward.lower(state, *inputs).compile()
+    failures = {}
+    for backend in ("auto", "chunked"):  # auto is cuDNN on GPU; chunked if cuDNN's kernel cannot be partitioned
+        forward, _ = make_forward(model, backend=backend)
+        start = time.perf_counter()
+        try:
+            compiled = forward.lower(state, *inputs).compile()
+        except (jax.errors.JaxRuntimeError, NotImplementedError, ValueError) as e:
+            failures[backend] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+            continue
+        break
+    else:
+        raise RuntimeError(f"the sharded forward did not compile with any attention backend: {failures}")
     compile_seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
 
@@ -295,7 +303,8 @@ def run_sharded(folder: str, count: int, warmup: int, repeats: int) -> dict:
     prediction = np.asarray(compiled(state, *inputs)[0].astype(jnp.float32))
     single = np.load(os.path.join(folder, "ours_bf16.npy"))
     total = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(state))
-    return dict(devices=[str(d) for d in devices], seconds=seconds, compile_seconds=compile_seconds,
+    return dict(devices=[str(d) for d in devices], attention_backend=backend, failed_backends=failures,
+                seconds=seconds, compile_seconds=compile_seconds,
                 compiled_temp_bytes_per_device=None if memory is None else int(memory.temp_size_in_bytes),
                 param_bytes_per_device=per_device, param_bytes_total=int(total),
                 peak_bytes_in_use_per_device=device_peaks(devices), error_vs_one_device_bf16=errors(prediction, single))
