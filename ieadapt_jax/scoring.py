@@ -147,10 +147,22 @@ def _clip_text(clip, ids, mask):
     return unit(clip.get_text_features(ids, mask))
 
 
+def _full_precision(fn: Callable) -> Callable:
+    """``fn`` traced with float32 matmuls at full precision, as the PyTorch references compute (XLA
+    may otherwise use TF32 / bf16 passes for float32 matmuls on GPUs)."""
+
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+        with jax.default_matmul_precision("highest"):
+            return fn(*args, **kwargs)
+
+    return traced
+
+
 @functools.lru_cache(maxsize=32)
 def _jitted(graphdef, fn: Callable) -> Callable:
     """jit of ``fn(model, x)`` as a pure function of (state, x), one per (model structure, fn)."""
-    return jax.jit(lambda state, *args: fn(nnx.merge(graphdef, state), *args))
+    return jax.jit(_full_precision(lambda state, *args: fn(nnx.merge(graphdef, state), *args)))
 
 
 def _per_frame(model, fn: Callable, frames: np.ndarray, batch_size: int) -> np.ndarray:
@@ -233,6 +245,7 @@ def subject_consistency_from(features: jax.Array) -> jax.Array:
 # ------------------------------------------------------------------------------------------ metrics
 
 
+@_full_precision
 def clip_score(clip, tokenizer, videos, prompts: Sequence[str], *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """CLIP score [N] of videos [N, F, H, W, 3] uint8 against one prompt each (module table)."""
     image = clip_image_embeddings(clip, videos, batch_size=batch_size)
@@ -240,6 +253,7 @@ def clip_score(clip, tokenizer, videos, prompts: Sequence[str], *, batch_size: i
     return np.asarray(clip_score_from(jnp.asarray(image), jnp.asarray(text)), np.float64)
 
 
+@_full_precision
 def clip_directional_similarity(
     clip,
     tokenizer,
@@ -263,6 +277,7 @@ def clip_directional_similarity(
     return np.asarray(directional_similarity_from(*map(jnp.asarray, args)), np.float64)
 
 
+@_full_precision
 def aesthetic_score(clip, head, videos, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """LAION aesthetic score [N] (1-10 scale) of videos: the head on each frame's unit CLIP image
     embedding, averaged over frames."""
@@ -270,6 +285,7 @@ def aesthetic_score(clip, head, videos, *, batch_size: int = DEFAULT_BATCH) -> n
     return np.asarray(jnp.mean(head(jnp.asarray(image)), axis=1), np.float64)
 
 
+@_full_precision
 def subject_consistency(dino, videos, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """VBench subject consistency [N] of videos with at least two frames."""
     videos = _videos(videos, "videos")
@@ -278,6 +294,7 @@ def subject_consistency(dino, videos, *, batch_size: int = DEFAULT_BATCH) -> np.
     return np.asarray(subject_consistency_from(jnp.asarray(dino_features(dino, videos, batch_size=batch_size))), np.float64)
 
 
+@_full_precision
 def lpips_distance(lpips, videos, references, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """LPIPS [N]: mean over frames of LPIPS between each frame and the same frame of the reference
     (videos and references of equal shape)."""
@@ -572,7 +589,7 @@ def sweep_metrics(weights: MetricWeights) -> list:
             return {"clip_score": clip_score_from(image[None], state["text"][prompt_index][None])[0]}
 
         out.append(SweepMetric(
-            "clip_score", ("clip_score",), clip_compute, pairwise=False, setup=clip_setup,
+            "clip_score", ("clip_score",), _full_precision(clip_compute), pairwise=False, setup=clip_setup,
             description=METRICS["clip_score"].description,
         ))
     if "aesthetic_score" in available:
@@ -584,7 +601,7 @@ def sweep_metrics(weights: MetricWeights) -> list:
             return {"aesthetic_score": jnp.mean(merge_head(state["head"])(image))}
 
         out.append(SweepMetric(
-            "aesthetic_score", ("aesthetic_score",), aesthetic_compute, pairwise=False,
+            "aesthetic_score", ("aesthetic_score",), _full_precision(aesthetic_compute), pairwise=False,
             setup=lambda _, prompts: {"clip": clip_state, "head": head_state},
             description=METRICS["aesthetic_score"].description,
         ))
@@ -597,7 +614,7 @@ def sweep_metrics(weights: MetricWeights) -> list:
             return {"subject_consistency": subject_consistency_from(features[None])[0]}
 
         out.append(SweepMetric(
-            "subject_consistency", ("subject_consistency",), dino_compute, pairwise=False,
+            "subject_consistency", ("subject_consistency",), _full_precision(dino_compute), pairwise=False,
             setup=lambda _, prompts: dino_state, description=METRICS["subject_consistency"].description,
         ))
     for name, net in (("lpips", "alex"), ("lpips_vgg", "vgg")):
@@ -610,7 +627,7 @@ def sweep_metrics(weights: MetricWeights) -> list:
             return {name: jnp.mean(lpips(lpips_pixels(_uint8(video)), lpips_pixels(_uint8(baseline))))}
 
         out.append(SweepMetric(
-            name, (name,), lpips_compute, pairwise=True, setup=lambda _, prompts, s=lpips_state: s,
+            name, (name,), _full_precision(lpips_compute), pairwise=True, setup=lambda _, prompts, s=lpips_state: s,
             description=METRICS[name].description,
         ))
     return out

@@ -231,9 +231,10 @@ def test_input_errors(folder):
         scoring.clip_image_embeddings(w.clip, video, batch_size=0)
 
 
-def test_sweep_plugins(folder, monkeypatch):
+def test_sweep_plugins(folder, monkeypatch, tmp_path):
     from ieadapt_jax.sweep import metrics as sweep
 
+    monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sweep, "METRICS", dict(sweep.METRICS))  # keep the global registry as it was
     registered = scoring.register_sweep_metrics(folder["root"], log=lambda message: None)
     names = ("clip_score", "aesthetic_score", "subject_consistency", "lpips")
@@ -259,7 +260,8 @@ def _frame_folder(path, video):
     return str(path)
 
 
-def test_command_line(folder, tmp_path, capsys):
+def test_command_line(folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))  # the CLI caches converted CLIP / DINO
     videos, references = random_videos((2, 3, 48, 64, 3), seed=8), random_videos((2, 3, 48, 64, 3), seed=9)
     paths = [_frame_folder(tmp_path / f"v{i}", v) for i, v in enumerate(videos)]
     refs = [_frame_folder(tmp_path / f"r{i}", v) for i, v in enumerate(references)]
