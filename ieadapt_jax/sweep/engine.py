@@ -171,7 +171,11 @@ def run_sweep(
     baselines, perturbed = expand(definition, table)
     mesh = _mesh(devices)
     writer = jax.process_index() == 0
+    if not writer:
+        _barrier("sweep: manifest written")  # process 0 creates or checks the folder first
     store = ResultStore(out, manifest(components, definition, chosen), writer=writer)
+    if writer:
+        _barrier("sweep: manifest written")
     done = _agreed_done(store, baselines + perturbed)
     total = len(baselines) + len(perturbed)
     done_before = sum(1 for c in baselines + perturbed if c.key in done)
@@ -219,6 +223,7 @@ def run_sweep(
             bar.update(len(group))
 
         if not stopped:
+            _barrier("sweep: baselines written")  # every process reads the baseline videos process 0 wrote
             entropy = _baseline_entropy(done, baselines, table)
             perturbed = _resolve_entropy_targets(perturbed, entropy, table)
             reference = {(c.prompt_index, c.seed): store.load_video(baseline_path(c.prompt_index, c.seed))
@@ -398,6 +403,14 @@ def _mesh(devices: int | None) -> Mesh:
             raise SweepRunError("devices= picks local devices; a multi-host run uses every device of every process")
         chosen = local[:devices]
     return Mesh(np.asarray(chosen), (AXIS,))
+
+
+def _barrier(name: str) -> None:
+    """Wait for every process of a multi-host run (nothing to wait for in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _agreed_done(store: ResultStore, configs: Sequence[Config]) -> dict:

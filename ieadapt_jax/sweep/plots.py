@@ -13,6 +13,8 @@ import numpy as np
 from .report import KIND_LABEL
 
 MODE_COLOURS = {"I": "tab:red", "U": "tab:blue", "A": "tab:gray"}
+GRID_LAYERS = 16  # perturbed videos per row of the video grid (AnimateDiff has 16 spatial self-attention layers)
+GIF_CELL = 64  # px per video in the grid's GIF
 KIND_ORDER = ("spatial_self", "temporal", "joint", "cross")
 
 
@@ -165,8 +167,9 @@ def box_plots(results, manifest: dict, path: Path) -> Path | None:
 
 
 def video_grid(out: str | os.PathLike, results, png: Path, gif: Path) -> list[Path]:
-    """Figure 1: the kept videos of the first prompt and seed: per kind, a row per mode with the baseline and
-    every single-site perturbation (layer L); the middle frame as PNG, all frames as GIF."""
+    """Figure 1: the kept videos of the first prompt and seed: per kind and mode, rows of the baseline and up to
+    :data:`GRID_LAYERS` single-site perturbations (labelled mode, kind letter and layer: "I T3" is A -> I at
+    temporal layer 3); the middle frame as PNG, all frames as GIF."""
     kept = results[results["video"] != ""]
     if not len(kept):
         return []
@@ -178,17 +181,20 @@ def video_grid(out: str | os.PathLike, results, png: Path, gif: Path) -> list[Pa
         return []
     root = Path(out)
     base_video = np.load(root / baseline.iloc[0]["video"])
-    panels = []  # (title, [(label, video), ...]) per row
+    rows = []  # (title, [(label, video), ...]): the baseline, then layers
     for kind in _kinds(single):
         for mode in _modes(single):
             part = single[(single["kind"] == kind) & (single["mode"] == mode)].sort_values("layer")
-            cells = [("baseline", base_video)] + [(f"L{int(r.layer)}", np.load(root / r.video)) for r in part.itertuples()]
-            panels.append((f"{KIND_LABEL.get(kind, kind)}, A -> {mode}", cells))
+            letter = KIND_LABEL.get(kind, kind)[0].upper()  # S(patial), T(emporal), J(oint)
+            cells = [(f"{mode} {letter}{int(r.layer)}", np.load(root / r.video)) for r in part.itertuples()]
+            for start in range(0, len(cells), GRID_LAYERS):
+                rows.append((f"{KIND_LABEL.get(kind, kind)}, A -> {mode}",
+                             [("baseline", base_video)] + cells[start:start + GRID_LAYERS]))
     plt = _plt()
-    columns = max(len(cells) for _, cells in panels)
+    columns = max(len(cells) for _, cells in rows)
     middle = base_video.shape[0] // 2
-    fig, axes = plt.subplots(len(panels), columns, figsize=(1.3 * columns, 1.5 * len(panels)), squeeze=False)
-    for row, (title, cells) in enumerate(panels):
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.5 * len(rows)), squeeze=False)
+    for row, (title, cells) in enumerate(rows):
         for col in range(columns):
             ax = axes[row, col]
             ax.axis("off")
@@ -201,22 +207,22 @@ def video_grid(out: str | os.PathLike, results, png: Path, gif: Path) -> list[Pa
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    return [png, _grid_gif(panels, gif)]
+    return [png, _grid_gif(rows, gif)]
 
 
-def _grid_gif(panels, path: Path) -> Path:
+def _grid_gif(rows, path: Path) -> Path:
+    """The grid's rows as one animated GIF, every cell shown at 64 px (enlarged or shrunk by whole factors)."""
     from .. import video_io
+    from .engine import thumbnail
 
-    zoom = max(1, 64 // panels[0][1][0][1].shape[1])
-    rows = []
-    for title, cells in panels:
-        videos = [v.repeat(zoom, axis=1).repeat(zoom, axis=2) for _, v in cells]
-        labels = [f"{title.split(',')[0][:4]} {title.split('-> ')[1]} {label}" if label != "baseline" else label
-                  for label, _ in cells]
-        rows.append(video_io.side_by_side(videos, labels))
-    width = max(r.shape[2] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, 0), (0, width - r.shape[2]), (0, 0)), constant_values=255) for r in rows]
-    return video_io.write_video(path, np.concatenate(rows, axis=1), fps=8)  # rows stacked: [F, sum H, W, 3]
+    def cell(video: np.ndarray) -> np.ndarray:
+        zoom = max(1, GIF_CELL // video.shape[1])
+        return thumbnail(video.repeat(zoom, axis=1).repeat(zoom, axis=2), GIF_CELL)
+
+    strips = [video_io.side_by_side([cell(v) for _, v in cells], [label for label, _ in cells]) for _, cells in rows]
+    width = max(r.shape[2] for r in strips)
+    strips = [np.pad(r, ((0, 0), (0, 0), (0, width - r.shape[2]), (0, 0)), constant_values=255) for r in strips]
+    return video_io.write_video(path, np.concatenate(strips, axis=1), fps=8)  # rows stacked: [F, sum H, W, 3]
 
 
 def alpha_curves(results, manifest: dict, path: Path) -> Path | None:
