@@ -24,7 +24,18 @@ from .presets import (
     pair_layout,
     select_sites,
 )
-from .run import PROFILES, BatchEdit, EditResult, decode_latents, edit, edit_batch, encode_text, encode_video, psnr
+from .run import (
+    PROFILES,
+    BatchEdit,
+    EditResult,
+    decode_latents,
+    edit,
+    edit_batch,
+    encode_text,
+    encode_video,
+    generate_batch,
+    psnr,
+)
 
 __all__ = [
     "DEFAULT_RATIO",
@@ -43,6 +54,7 @@ __all__ = [
     "edit_rewiring",
     "encode_text",
     "encode_video",
+    "generate_batch",
     "latent_mask",
     "pair_layout",
     "psnr",

@@ -130,6 +130,7 @@ def edit_batch(
     masks=None,
     mask_words: str | None = None,
     seed: int = 0,
+    all_sites_active: bool = False,
     backend: str = "auto",
     progress: bool = True,
     timings: dict | None = None,
@@ -153,6 +154,8 @@ def edit_batch(
         masks: [P, F, h, w] latent-resolution blend masks (1 = edit), or None.
         mask_words: source-prompt words for word-influence masks (replaces ``masks``), or None.
         seed: seeds the word-influence mask's noise.
+        all_sites_active: apply the rewiring at every site (not just the chosen ones), so that runs choosing
+            different sites share one compiled loop (sweeps over methods and ρ); the result is the same.
         backend, progress: attention backend; progress bars.
         timings: a dict that receives the seconds of "profile", "mask" and "sample".
     """
@@ -180,9 +183,9 @@ def edit_batch(
     if profile == "run" and inversion is not None:
         entropy = _cond_entropy(inversion.records, inversion.record_sites, table, pairs)
     elif profile == "run" or (mask_words is not None and source_x0 is None):
-        source_x0, entropy = _source_run(unet, schedule, x_t, uncond, src_text, guidance_scale,
-                                         record="self" if profile == "run" else False, backend=backend,
-                                         progress=progress)
+        source_x0, entropy = generate_batch(unet, schedule, x_t, uncond, src_text, guidance_scale,
+                                            record="self" if profile == "run" else False, backend=backend,
+                                            progress=progress)
     else:
         entropy = None
     if entropy is None:
@@ -204,7 +207,7 @@ def edit_batch(
     row_video, weights = pair_layout(pairs, guidance_scale)
     rows_text = jnp.stack([row for p in range(pairs) for row in (uncond, src_text[p], uncond, tgt_text[p])])
     rewiring = edit_rewiring(table, pair_sites, spec.tensors, schedule.num_steps, window)
-    active = sorted(set().union(*pair_sites))
+    active = None if all_sites_active else sorted(set().union(*pair_sites))
     plan = make_plan(unet, row_video, active=active, backend=backend, progress=progress)
     latents = jnp.stack([x_t, x_t], axis=1).reshape((2 * pairs,) + x_t.shape[1:])  # [2P, ...]: source, target
     drive = None
@@ -224,12 +227,14 @@ def edit_batch(
     return BatchEdit(final[:, 0], final[:, 1], entropy, pair_sites, masks)
 
 
-def _source_run(unet, schedule, x_t, uncond, src_text, guidance_scale, *, record, backend, progress):
-    """The sources alone (rows [φ_0..φ_{P-1}, c_0..c_{P-1}]): (final latents [P, ...], mean entropy [P, sites] or None)."""
+def generate_batch(unet, schedule, x_t, uncond, text, guidance_scale, *, record=False, backend="auto", progress=True):
+    """P videos generated alone with classifier-free guidance (rows [φ_0..φ_{P-1}, c_0..c_{P-1}]), as the source
+    rows of an edit are: (final latents [P, ...], entropy of the conditional rows averaged over steps [P, sites]
+    when ``record`` asks for it, else None). x_t [P, ...] initial latents, uncond [L, D], text [P, L, D]."""
     pairs = x_t.shape[0]
     eye = np.eye(pairs, dtype=np.float32)
     weights = np.concatenate([(1.0 - guidance_scale) * eye, guidance_scale * eye], axis=1)  # [P, 2P]
-    rows_text = jnp.concatenate([jnp.broadcast_to(uncond, src_text.shape), src_text])
+    rows_text = jnp.concatenate([jnp.broadcast_to(uncond, text.shape), text])
     plan = make_plan(unet, list(range(pairs)) * 2, record=record, backend=backend, progress=progress)
     out = sample(unet, plan, schedule, x_t, rows_text, weights)
     entropy = None

@@ -1,0 +1,39 @@
+"""Editing with the shipped (trained) toy model: a colour edit changes the colour and keeps the trajectory.
+
+Skipped until the trained toy model is shipped (its SHA-256 digests pinned in ieadapt_jax.toy.default).
+"""
+import jax
+import numpy as np
+import pytest
+
+from ieadapt_jax.editing import edit
+from ieadapt_jax.editing.toy_scores import score_edit
+from ieadapt_jax.edit import TOY_SOURCE, TOY_STEPS, TOY_TARGET
+from ieadapt_jax.toy import default, world
+from ieadapt_jax.toy.model import DEFAULT_GUIDANCE_SCALE
+
+pytestmark = pytest.mark.skipif(not default.SHIPPED_SHA256, reason="the trained toy model is not shipped yet")
+SIZE = dict(num_frames=world.FRAMES, height=world.HEIGHT, width=world.WIDTH)
+RUN = dict(num_inference_steps=TOY_STEPS, guidance_scale=DEFAULT_GUIDANCE_SCALE, progress=False)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return default.load_default()
+
+
+def test_colour_edit_changes_the_colour_and_keeps_the_trajectory(toy):
+    result = edit(toy, TOY_SOURCE, TOY_TARGET, **SIZE, **RUN)
+    scores = score_edit(result.source_video, result.edited_video, TOY_SOURCE, TOY_TARGET)
+    assert scores["source_read"]["colour"] == "red" and scores["source_read"]["shape"] == "circle"
+    assert scores["edited_read"]["colour"] == "blue" and scores["success"]
+    assert scores["centroid_error"] <= 2.0
+    assert scores["kept"]
+
+
+def test_real_toy_video_colour_edit_keeps_the_input_and_its_trajectory(toy):
+    video = np.asarray(world.to_uint8(world.render(world.parse(TOY_SOURCE), jax.random.key(3))))
+    result = edit(toy, TOY_SOURCE, TOY_TARGET, video=video, **RUN)
+    np.testing.assert_array_equal(result.source_video, video)
+    scores = score_edit(video, result.edited_video, TOY_SOURCE, TOY_TARGET)
+    assert scores["edited_read"]["colour"] == "blue" and scores["centroid_error"] <= 2.0
