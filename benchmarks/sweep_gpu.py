@@ -16,7 +16,9 @@ by the VAE. Three ways to generate the same kind of sweep, on the same card (``-
 3. **ours, batched**: ``run_sweep`` with ``--chunk`` configurations vmapped per forward (default auto: sized to
    the free device memory).
 
-``--part multi`` runs the batched sweep on 1 device and on all local devices with the same per-device chunk and
+Each part compiles its sweeps once per chunk shape (about a minute each at full size on an H100), so run the
+parts as separate commands to stay within a 10-minute limit. ``--part multi`` runs the batched sweep on 1 device
+and on all local devices with the same per-device chunk and
 compares throughput and results (every metric and record of every video; XLA autotuning is switched off with
 ``--xla_gpu_autotune_level=0`` in this part so both runs pick the same kernels). ``--part all`` does both.
 
@@ -126,17 +128,16 @@ def definition(spec: dict, prompts_file: str, site_names: list[str], prompts: in
         num_inference_steps=spec["steps"], guidance_scale=spec["guidance"], scheduler="euler", record=record)
 
 
-def timed_sweep(components, sweep_definition, out: str, *, chunk, devices: int | None, metrics) -> dict:
+def timed_sweep(components, sweep_definition, out: str, *, chunk, devices: int | None, metrics, backend: str) -> dict:
     """Run the baseline chunk (compiles), then time the resume that generates every perturbed video."""
     from ieadapt_jax.sweep import run_sweep
 
+    options = dict(devices=devices, metrics=metrics, backend=backend, progress=False, log=print)
     start = time.perf_counter()
-    warm = run_sweep(components, sweep_definition, out, chunk=chunk, devices=devices, metrics=metrics,
-                     stop_after=1, progress=False, log=print)
+    warm = run_sweep(components, sweep_definition, out, chunk=chunk, stop_after=1, **options)
     first_chunk = time.perf_counter() - start
     start = time.perf_counter()
-    result = run_sweep(components, sweep_definition, out, chunk=warm.chunk, devices=devices, metrics=metrics,
-                       progress=False, log=print)
+    result = run_sweep(components, sweep_definition, out, chunk=warm.chunk, **options)
     seconds = time.perf_counter() - start
     return dict(videos=result.done_now, seconds=seconds, videos_per_minute=60.0 * result.done_now / seconds,
                 chunk_per_device=result.chunk, devices=result.devices, first_chunk_seconds_with_compile=first_chunk,
@@ -224,8 +225,12 @@ def main(argv=None) -> dict:
                         help="single: diffusers vs ours loop vs ours batched on one card; multi: 1 vs all devices")
     parser.add_argument("--tiny", action="store_true", help="tiny model on any platform (a smoke test)")
     parser.add_argument("--chunk", default="auto", help="configurations per device per chunk of the batched sweep")
+    parser.add_argument("--backend", choices=("auto", "chunked", "cudnn", "reference"), default="auto",
+                        help="our attention backend (auto: cuDNN for bf16 on GPU)")
     parser.add_argument("--record", choices=("none", "self"), default="none",
                         help="record entropy/energy in our sweeps (none: the same work as diffusers')")
+    parser.add_argument("--prompts", type=int, help="prompts of the batched sweep (default: 2; tiny: 2)")
+    parser.add_argument("--sites", type=int, help="sites of the batched sweep, half spatial, half temporal (default: 8)")
     parser.add_argument("--work", help="keep the snapshot and sweep folders here (default: a temporary folder)")
     args = parser.parse_args(argv)
 
@@ -235,7 +240,10 @@ def main(argv=None) -> dict:
 
     from ieadapt_jax.loading import load_animatediff
 
-    spec = TINY if args.tiny else FULL
+    spec = dict(TINY if args.tiny else FULL)
+    spec.update({k: v for k, v in (("prompts", args.prompts), ("sites", args.sites)) if v is not None})
+    if not 1 <= spec["prompts"] <= len(PROMPTS) or spec["sites"] < 2:
+        raise SystemExit(f"--prompts must be in 1..{len(PROMPTS)} and --sites at least 2")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = args.work or tempfile.mkdtemp(prefix="sweep_gpu_")
     os.makedirs(work, exist_ok=True)
@@ -251,7 +259,7 @@ def main(argv=None) -> dict:
                     torch=torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"),
         versions=dict(python=platform.python_version(), jax=jax.__version__, flax=flax.__version__,
                       torch=torch.__version__, diffusers=diffusers.__version__, numpy=np.__version__),
-        xla_flags=os.environ.get("XLA_FLAGS", ""), record=args.record, metrics=metrics, targets=TARGETS,
+        xla_flags=os.environ.get("XLA_FLAGS", ""), backend=args.backend, record=args.record, metrics=metrics, targets=TARGETS,
     )
     try:
         snapshot = os.path.join(work, "snapshot")
@@ -276,9 +284,10 @@ def main(argv=None) -> dict:
             noise = np.asarray(jax.random.normal(jax.random.PRNGKey(spec["seed"]), shape, jnp.float32))
             theirs, their_videos = run_diffusers(pipe, spec, loop_names, small.prompts[0], noise, device)
             del pipe
-            loop = timed_sweep(components, small, os.path.join(work, "loop"), chunk=1, devices=1, metrics=metrics)
+            loop = timed_sweep(components, small, os.path.join(work, "loop"), chunk=1, devices=1, metrics=metrics,
+                               backend=args.backend)
             batched = timed_sweep(components, big, os.path.join(work, "batched1"), chunk=args.chunk, devices=1,
-                                  metrics=metrics)
+                                  metrics=metrics, backend=args.backend)
             gaps = video_agreement(os.path.join(work, "loop"), their_videos)
             result["single"] = dict(
                 diffusers=theirs, ours_loop=loop, ours_batched=batched, video_mean_abs_diff_ours_vs_diffusers=gaps,
@@ -291,11 +300,12 @@ def main(argv=None) -> dict:
                                  f"{len(jax.local_devices())}")
             one_out = os.path.join(work, "batched1")
             if "single" not in result:
-                one = timed_sweep(components, big, one_out, chunk=args.chunk, devices=1, metrics=metrics)
+                one = timed_sweep(components, big, one_out, chunk=args.chunk, devices=1, metrics=metrics,
+                                  backend=args.backend)
             else:
                 one = result["single"]["ours_batched"]
             many = timed_sweep(components, big, os.path.join(work, "batchedN"), chunk=one["chunk_per_device"],
-                               devices=None, metrics=metrics)
+                               devices=None, metrics=metrics, backend=args.backend)
             result["multi"] = dict(one_device=one, all_devices=many,
                                    ratio=many["videos_per_minute"] / one["videos_per_minute"],
                                    results=same_results(one_out, os.path.join(work, "batchedN")))
