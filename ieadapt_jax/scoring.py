@@ -44,7 +44,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -397,12 +397,12 @@ def load_metric_weights(folder: str | os.PathLike, *, dtype=jnp.float32, cache: 
         say(f"subject_consistency skipped: no dino/ folder in {root} (a transformers ViTModel folder: facebook/dino-vitb16)")
 
     for name, (net, heads_stem, trunk_pattern) in _LPIPS_FILES.items():
-        folder = root / "lpips"
-        heads = _weight_file(folder, heads_stem) if folder.is_dir() else None
+        lpips_dir = root / "lpips"
+        heads = _weight_file(lpips_dir, heads_stem) if lpips_dir.is_dir() else None
         if heads is None:
             say(f"{name} skipped: no lpips/{heads_stem}.pth in {root} (the lpips package's weights/v0.1/{heads_stem}.pth)")
             continue
-        trunk = _weight_file(folder, trunk_pattern)
+        trunk = _weight_file(lpips_dir, trunk_pattern)
         if trunk is None and not _holds_trunk(heads):
             say(f"{name} skipped: {heads} holds only the LPIPS heads and lpips/ has no {trunk_pattern}.pth (torchvision's {net} weights)")
             continue

@@ -138,7 +138,7 @@ def _vbench_subject_consistency(dino, ref, videos):
     scores = []
     for video in videos:
         images = transform(torch.from_numpy(video).permute(0, 3, 1, 2))
-        total = 0.0
+        total, first, former = 0.0, None, None
         for i in range(len(images)):
             with torch.no_grad():
                 features = dino(images[i].unsqueeze(0), interpolate_pos_encoding=True).last_hidden_state[:, 0]
