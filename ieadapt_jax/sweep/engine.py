@@ -197,59 +197,72 @@ def run_sweep(
                             tuple(text == "cond" for text, _ in rows), len(definition.prompts),
                             definition.num_inference_steps, cond_row, float(components.vae.config.scaling_factor))
     measure_chunk = _measure_fn(mesh, tuple(chosen))
-    per_device = _chunk_size(chunk, mesh, generate, constants, definition, table, latent_shape, log)
+    per_device = _chunk_size(chunk, mesh, generate, constants, definition, table, log)
     size = per_device * mesh.size
 
+    runner = _ChunkRunner(generate, measure_chunk, constants, size, definition, table, mesh, store, keep_videos)
     bar = _progress(total, done_before, progress and writer)
     chunks_run = 0
     stopped = False
     try:
-        pending = [c for c in baselines if c.key not in done]
-        for group in _chunks(pending, size):
-            if stop_after is not None and chunks_run >= stop_after:
-                stopped = True
-                break
-            videos, records = _run_generate(generate, constants, group, size, definition, table, mesh)
-            values = _run_measure(measure_chunk, constants, videos, videos, group, size, mesh)
-            host_videos, host_records = _to_host((videos, records))
-            new_rows = []
-            for i, config in enumerate(group):
-                store.save_video(baseline_path(config.prompt_index, config.seed), host_videos[i])
-                new_rows.append(_row(config, table, values, host_records[i], i, by_step=True,
-                                     video=_keep(store, config, host_videos[i], keep_videos, definition)))
-            store.append(new_rows)
-            done.update({r["key"]: r for r in new_rows})
-            chunks_run += 1
-            bar.update(len(group))
-
-        if not stopped:
-            _barrier("sweep: baselines written")  # every process reads the baseline videos process 0 wrote
-            entropy = _baseline_entropy(done, baselines, table)
-            perturbed = _resolve_entropy_targets(perturbed, entropy, table)
-            reference = {(c.prompt_index, c.seed): store.load_video(baseline_path(c.prompt_index, c.seed))
-                         for c in baselines}
-            pending = [c for c in perturbed if c.key not in done]
+        for phase in ("baselines", "perturbed"):
+            reference = None  # baselines are measured against themselves
+            if phase == "perturbed":
+                _barrier("sweep: baselines written")  # every process reads the baseline videos process 0 wrote
+                perturbed = _resolve_entropy_targets(perturbed, _baseline_entropy(done, baselines, table), table)
+                reference = {(c.prompt_index, c.seed): store.load_video(baseline_path(c.prompt_index, c.seed))
+                             for c in baselines}
+            pending = [c for c in (baselines if phase == "baselines" else perturbed) if c.key not in done]
             for group in _chunks(pending, size):
                 if stop_after is not None and chunks_run >= stop_after:
                     stopped = True
                     break
-                videos, records = _run_generate(generate, constants, group, size, definition, table, mesh)
-                base = np.stack([reference[(c.prompt_index, c.seed)] for c in _padded(group, size)])
-                values = _run_measure(measure_chunk, constants, videos, base, group, size, mesh)
-                kept = any(_kept(c, keep_videos, definition) for c in group)
-                host_videos = _to_host(videos) if kept else None
-                host_records = _to_host(records)
-                new_rows = [_row(c, table, values, host_records[i], i, by_step=False,
-                                 video=_keep(store, c, host_videos[i], keep_videos, definition) if kept else None)
-                            for i, c in enumerate(group)]
-                store.append(new_rows)
-                done.update({r["key"]: r for r in new_rows})
+                done.update({r["key"]: r for r in runner.run(group, reference)})
                 chunks_run += 1
                 bar.update(len(group))
+            if stopped:
+                break
     finally:
         bar.close()
     done_now = sum(1 for c in baselines + perturbed if c.key in done) - done_before
     return SweepRun(Path(out), done_before, done_now, total, time.perf_counter() - start, per_device, mesh.size, stopped)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ChunkRunner:
+    """Generates, measures and appends one chunk of configurations (what every chunk of both phases does)."""
+
+    generate: Callable
+    measure: Callable
+    constants: tuple
+    size: int
+    definition: SweepDefinition
+    table: object
+    mesh: Mesh
+    store: ResultStore
+    keep_videos: int
+
+    def run(self, group: Sequence[Config], reference: dict | None) -> list[dict]:
+        """The appended rows of ``group``. ``reference``: (prompt, seed) -> baseline video, or None when the
+        group are baselines (measured against themselves, their videos saved, their records kept per step)."""
+        keys, prompt, rewiring = _chunk_inputs(group, self.size, self.definition, self.table)
+        videos, records = self.generate(self.constants, *(_global(x, self.mesh) for x in (keys, prompt, rewiring)))
+        if reference is None:
+            base = videos
+        else:
+            base = _global(np.stack([reference[(c.prompt_index, c.seed)] for c in _padded(group, self.size)]), self.mesh)
+        values = _to_host(self.measure(self.constants, videos, base, _global(prompt, self.mesh)))
+        kept = [c.prompt_index < self.keep_videos and c.seed == self.definition.seeds[0] for c in group]
+        host_videos = _to_host(videos) if reference is None or any(kept) else None
+        host_records = _to_host(records)
+        rows = []
+        for i, config in enumerate(group):
+            if reference is None:
+                self.store.save_video(baseline_path(config.prompt_index, config.seed), host_videos[i])
+            video = self.store.save_video(video_path(config.index), thumbnail(host_videos[i])) if kept[i] else None
+            rows.append(_row(config, self.table, values, host_records[i], i, by_step=reference is None, video=video))
+        self.store.append(rows)
+        return rows
 
 
 # ------------------------------------------------------------------------------------ compiled functions
@@ -315,17 +328,6 @@ def _chunk_inputs(group: Sequence[Config], size: int, definition: SweepDefinitio
     return keys, prompt, stacked
 
 
-def _run_generate(generate, constants, group, size, definition, table, mesh):
-    keys, prompt, rewiring = _chunk_inputs(group, size, definition, table)
-    return generate(constants, *(_global(x, mesh) for x in (keys, prompt, rewiring)))
-
-
-def _run_measure(measure_chunk, constants, videos, baselines, group, size, mesh) -> dict:
-    prompt = np.asarray([c.prompt_index for c in _padded(group, size)], np.int32)
-    baselines = baselines if isinstance(baselines, jax.Array) else _global(baselines, mesh)
-    return _to_host(measure_chunk(constants, videos, baselines, _global(prompt, mesh)))
-
-
 def _global(tree, mesh: Mesh):
     """Host arrays (the same full value on every process) as global arrays sharded on the config axis."""
     sharding = NamedSharding(mesh, P(AXIS))
@@ -366,16 +368,6 @@ def _row(config: Config, table, values: dict, records: np.ndarray, i: int, *, by
         if by_step:
             row["records_by_step"] = {f: records[..., j].tolist() for j, f in enumerate(RECORD_FIELDS)}
     return row
-
-
-def _kept(config: Config, keep_videos: int, definition: SweepDefinition) -> bool:
-    return config.prompt_index < keep_videos and config.seed == definition.seeds[0]
-
-
-def _keep(store: ResultStore, config: Config, video: np.ndarray, keep_videos: int, definition) -> str | None:
-    if not _kept(config, keep_videos, definition):
-        return None
-    return store.save_video(video_path(config.index), thumbnail(video))
 
 
 def thumbnail(video: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
@@ -460,7 +452,7 @@ def _resolve_entropy_targets(perturbed: Sequence[Config], entropy: dict, table) 
             for c in perturbed]
 
 
-def _chunk_size(chunk, mesh: Mesh, generate, constants, definition, table, latent_shape, log) -> int:
+def _chunk_size(chunk, mesh: Mesh, generate, constants, definition, table, log) -> int:
     """Configurations per device per chunk: ``chunk`` itself, or "auto" (module docstring)."""
     if chunk != "auto":
         try:
