@@ -28,6 +28,7 @@ The VAE has no attention. Latent scaling (``config.scaling_factor``) is the call
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Callable
@@ -473,7 +474,7 @@ class AutoencoderKLCogVideoX(nnx.Module):
     def encode(self, x: jax.Array, *, tiling: Tiling | None = None) -> LatentDistribution:
         """Videos x [B, F, H, W, in_channels] in [-1, 1] -> the latent Gaussian [B, f, H/d, W/d, latent_channels]."""
         self._check(x, self.config.in_channels, "videos")
-        run = lambda v: over_frame_chunks(self.encoder, v, ENCODE_FRAME_BATCH)  # noqa: E731
+        run = functools.partial(over_frame_chunks, self.encoder, frame_batch=ENCODE_FRAME_BATCH)
         height, width = x.shape[2:4]
         if tiling is not None and (width > tiling.sample_width or height > tiling.sample_height):
             d = self.config.downscale
@@ -491,7 +492,7 @@ class AutoencoderKLCogVideoX(nnx.Module):
     def decode(self, z: jax.Array, *, tiling: Tiling | None = None) -> jax.Array:
         """Latents z [B, f, h, w, latent_channels] -> videos [B, F, h·d, w·d, out_channels] (F = 4(f−1)+1 for CogVideoX)."""
         self._check(z, self.config.latent_channels, "latents")
-        run = lambda v: over_frame_chunks(self.decoder, v, DECODE_FRAME_BATCH)  # noqa: E731
+        run = functools.partial(over_frame_chunks, self.decoder, frame_batch=DECODE_FRAME_BATCH)
         height, width = z.shape[2:4]
         d = self.config.downscale
         if tiling is not None:
