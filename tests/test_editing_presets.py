@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ieadapt_jax.editing import METHODS, EditError, check_p2p_prompts, decoder_sites, edit_rewiring, pair_layout, select_sites
+from ieadapt_jax.editing import METHODS, EditError, ddim_config, check_p2p_prompts, decoder_sites, edit_rewiring, pair_layout, select_sites
 from ieadapt_jax.toy.model import ToyTokenizer, abstract_models
 from models.unet_motion import UNetMotionConfig, UNetMotionModel
 
@@ -123,3 +123,10 @@ def test_p2p_needs_token_aligned_prompts():
     with pytest.raises(EditError, match="source has 12 tokens and the target 11.*--method ieadapt"):
         check_p2p_prompts(tokenizer, "a large red circle moving left on a white background",
                           "a large red circle bouncing on a white background")
+
+
+def test_editing_samples_with_ddim_on_the_snapshots_noise_schedule():
+    pndm = {"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear", "skip_prk_steps": True}
+    assert ddim_config(pndm) == {**pndm, "_class_name": "DDIMScheduler", "clip_sample": False}
+    ddim = {"_class_name": "DDIMScheduler", "clip_sample": True}
+    assert ddim_config(ddim) == ddim

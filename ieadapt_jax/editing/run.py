@@ -54,6 +54,17 @@ from .presets import (
 PROFILES = ("first", "run")
 
 
+def ddim_config(config: dict) -> dict:
+    """The scheduler config editing samples with: DDIM (what inversion needs) on the snapshot's noise schedule.
+
+    A DDIMScheduler config is kept as is; another class's (SD1.5's PNDM, Euler, ...) becomes DDIM with the
+    same betas and x0 clipping off unless the config sets it, as AnimateDiff's documentation recommends.
+    """
+    if config.get("_class_name") == "DDIMScheduler":
+        return dict(config)
+    return {**config, "_class_name": "DDIMScheduler", "clip_sample": config.get("clip_sample", False)}
+
+
 @dataclasses.dataclass
 class EditResult:
     """What :func:`edit` returns.
@@ -311,7 +322,7 @@ def edit(
             size), or None to generate the source from ``seed`` (Algorithm 1).
         method, ratio, sites, window, profile: see :func:`edit_batch`.
         num_frames, height, width: the generated video's size (a real video's own size is used).
-        num_inference_steps, guidance_scale, negative_prompt: DDIM steps, ω and φ.
+        num_inference_steps, guidance_scale, negative_prompt: DDIM steps (:func:`ddim_config`), ω and φ.
         seed: seeds the noise (generated videos) and the word-influence mask.
         mask: float [F, H, W] in [0, 1] a pixel-resolution mask of the region to edit (``video_io.read_mask``);
             the background outside it is kept from the source. None: no blending.
@@ -326,7 +337,7 @@ def edit(
     start = time.perf_counter()
     timings: dict[str, float] = {}
     unet, vae = components.unet, components.vae
-    schedule = make_schedule(components.scheduler_config, num_inference_steps)
+    schedule = make_schedule(ddim_config(components.scheduler_config), num_inference_steps)
     input_video = None
     inversion = None
     if video is not None:
@@ -381,7 +392,8 @@ def edit(
                   guidance_scale=guidance_scale, negative_prompt=negative_prompt, seed=seed,
                   real_video=input_video is not None, drive_source=drive_source and input_video is not None,
                   mask="words" if mask_words else ("given" if mask is not None else None), mask_words=mask_words,
-                  sites_given=sites is not None, tensors=get_method(method).tensors, rows_per_pair=ROWS_PER_PAIR)
+                  sites_given=sites is not None, tensors=get_method(method).tensors, rows_per_pair=ROWS_PER_PAIR,
+                  scheduler=f"DDIMScheduler on {components.scheduler_config.get('_class_name')}'s noise schedule")
     return EditResult(
         source_video=source_video, edited_video=edited_video, input_video=input_video,
         source_latents=batch.source_latents[0], edited_latents=batch.edited_latents[0], method=method, ratio=ratio,
