@@ -71,11 +71,12 @@ outputs (in --out):
 
 metrics:
   Built in: ssim, psnr (dm-pix, against the baseline), temporal_consistency, flicker, motion; on the toy
-  model also toy_attributes, toy_structure, toy_dynamics. Weight-based metrics (CLIP, LPIPS, DINO,
-  aesthetic) are plug-ins: --metrics-plugin MODULE imports a module that calls
-  ieadapt_jax.sweep.register_metric(Metric(..., weights="sub/path")), and --metrics-weights DIR says where
-  their weights are; a metric whose DIR/sub/path is missing is skipped with a message, never faked.
-  --metrics NAME ... measures only those.
+  model also toy_attributes, toy_structure, toy_dynamics. --metrics-weights DIR adds the paper's weight-based
+  metrics whose weights DIR holds (layout: python -m ieadapt_jax.scoring --help): clip_score, aesthetic_score,
+  subject_consistency (with _shift columns) and lpips, lpips_vgg (against the baseline); a metric without its
+  weights is skipped with a message, never faked. Other metrics are plug-ins: --metrics-plugin MODULE imports
+  a module that calls ieadapt_jax.sweep.register_metric(Metric(..., weights="sub/path")) (DIR/sub/path is
+  what its setup loads). --metrics NAME ... measures only those.
 """
 
 
@@ -126,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="record entropy/energy of every self-attention site (none: faster, no entropy targets)")
     measure = run.add_argument_group("metrics")
     measure.add_argument("--metrics", nargs="+", help="metric names (default: every registered one that applies)")
-    measure.add_argument("--metrics-weights", help="folder with the weights of weight-based metrics")
+    measure.add_argument("--metrics-weights",
+                         help="weights folder of the paper's metrics (CLIP, aesthetic, DINO, LPIPS; layout: "
+                              "python -m ieadapt_jax.scoring --help)")
     measure.add_argument("--metrics-plugin", action="append", default=[], help="module that registers metrics")
     execution = run.add_argument_group("execution")
     execution.add_argument("--chunk", default="auto", help="configurations per device per chunk, or auto")
@@ -150,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(sites)
 
     metrics = commands.add_parser("metrics", help="list the registered metrics")
+    metrics.add_argument("--metrics-weights", help="also register the weight-based metrics this folder has weights for")
     metrics.add_argument("--metrics-plugin", action="append", default=[], help="module that registers metrics")
     return parser
 
@@ -245,6 +249,10 @@ def main(argv=None) -> int:
             from .metrics import METRICS, import_plugins
 
             import_plugins(args.metrics_plugin)
+            if args.metrics_weights:
+                from ..scoring import register_sweep_metrics
+
+                register_sweep_metrics(args.metrics_weights)
             for metric in METRICS.values():
                 needs = f" [weights: {metric.weights}]" if metric.weights else ""
                 scope = " [toy models]" if metric.models == "toy" else ""

@@ -152,7 +152,8 @@ def run_sweep(
         definition: the sweep (:class:`SweepDefinition`).
         out: output folder (created, or resumed if it holds the same sweep).
         metrics: metric names (None: every registered metric that applies; see :mod:`.metrics`).
-        metrics_weights: folder holding weight-based metrics' files.
+        metrics_weights: the weights folder of :mod:`ieadapt_jax.scoring` (CLIP score, aesthetic score, subject
+            consistency, LPIPS are measured where their weights are in it), also the root of plug-ins' ``weights``.
         metrics_plugins: modules to import first (they register metrics).
         chunk: configurations per device per chunk, or "auto" (module docstring).
         devices: use the first N local devices (None: all devices of all processes).
@@ -164,6 +165,10 @@ def run_sweep(
     """
     start = time.perf_counter()
     import_plugins(metrics_plugins)
+    if metrics_weights is not None:  # the paper's weight-based metrics (ieadapt_jax.scoring) found in the folder
+        from ..scoring import register_sweep_metrics
+
+        register_sweep_metrics(metrics_weights, log=log)
     denoiser = components.denoiser
     table = denoiser.site_table
     toy = is_toy(components)

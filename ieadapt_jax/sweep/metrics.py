@@ -16,6 +16,11 @@ Then ``python -m ieadapt_jax.sweep run --metrics-weights DIR --metrics-plugin my
 ``my.module`` (which calls :func:`register_metric`) and measures ``clip_score`` when ``DIR/clip-vit-l-14``
 exists; a missing weight path skips the metric with a message, it is never estimated.
 
+The paper's weight-based metrics are such plug-ins already: given ``--metrics-weights DIR`` (the folder layout
+of :mod:`ieadapt_jax.scoring`), the sweep registers ``clip_score``, ``aesthetic_score`` and
+``subject_consistency`` (a video alone, so with ``_shift`` columns) and ``lpips`` / ``lpips_vgg`` (against the
+baseline) for the weights the folder holds (:func:`ieadapt_jax.scoring.register_sweep_metrics`).
+
 Built-in, weight-free (``video``/``baseline`` float32 [F, H, W, 3] in [0, 1]):
 
 | metric | columns | definition |
