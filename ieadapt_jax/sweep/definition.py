@@ -146,15 +146,6 @@ class SweepDefinition:
         out["window"] = None if self.window is None else list(self.window)
         return out
 
-    @classmethod
-    def from_dict(cls, value: dict) -> "SweepDefinition":
-        """The inverse of :meth:`as_dict`."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(value) - fields)
-        if unknown:
-            raise SweepDefinitionError(f"unknown sweep definition fields {unknown}")
-        return cls(**value)
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:

@@ -164,11 +164,6 @@ def measure(metrics: Sequence[Metric], states: dict, video: jax.Array, baseline:
     return out
 
 
-def shift_columns(metrics: Sequence[Metric]) -> list[str]:
-    """Columns that measure a video alone (so the results table adds ``<column>_shift``)."""
-    return [c for m in metrics if not m.pairwise for c in m.columns]
-
-
 def as_unit(video) -> jax.Array:
     """float32 video in [0, 1] from uint8 (/255) or float (as is)."""
     video = jnp.asarray(video)
