@@ -9,7 +9,7 @@ import torch
 
 import ieadapt_jax as ia
 from ieadapt_jax.inversion import InversionError, inverse_schedule, invert
-from ieadapt_jax.sampling import Drive, make_plan, sample
+from ieadapt_jax.sampling import Drive, SamplingError, make_plan, sample
 from ieadapt_jax.schedulers import make_schedule, step
 
 ATOL = 1e-5
@@ -66,7 +66,9 @@ def tiny():
     return ia.tiny_animatediff(seed=0)
 
 
-def test_invert_matches_a_hand_written_loop_and_drive_order(tiny):
+def test_invert_matches_a_hand_written_loop_and_a_driven_video_ends_at_the_input(tiny):
+    """Two videos inverted with CFG equal a Python loop of inverse steps; sampling from the inverted noise with
+    the drive trajectory gives back x0 exactly (the drive lists forward step i's end = inverse step n-2-i's)."""
     n = 3
     unet = tiny.unet
     schedule = make_schedule(tiny.scheduler_config, n)
@@ -83,26 +85,25 @@ def test_invert_matches_a_hand_written_loop_and_drive_order(tiny):
         x, _ = step(inverse, j, x, eps[:2] + omega * (eps[2:] - eps[:2]))
         visited.append(x)
     np.testing.assert_allclose(inv.noise, visited[-1], atol=ATOL)
-    expected_drive = [visited[n - 2 - i] for i in range(n - 1)] + [x0]  # forward step i ends where inverse step n-2-i did
+    expected_drive = [visited[n - 2 - i] for i in range(n - 1)] + [x0]
     np.testing.assert_allclose(inv.drive, jnp.stack(expected_drive), atol=ATOL)
+
+    plan = make_plan(unet, [0, 1], progress=False, trajectory=True)  # video 0 driven, video 1 free
+    start = jnp.stack([inv.noise[0], inv.noise[0]])
+    out = sample(unet, plan, schedule, start, jnp.stack([text[0], text[0]]), np.eye(2, dtype=np.float32),
+                 drive=Drive([0], inv.drive[:, :1]))
+    np.testing.assert_array_equal(out.latents[0], x0[0])
+    np.testing.assert_array_equal(out.trajectory[:, 0], inv.drive[:, 0])
+    x = start
+    for i in range(n):  # the free video is a plain DDIM run
+        eps, _ = unet(x, jnp.broadcast_to(schedule.timesteps[i], (2,)), jnp.stack([text[0], text[0]]))
+        x, _ = step(schedule, i, x, eps)
+    np.testing.assert_allclose(out.latents[1], x[1], atol=1e-4, rtol=1e-5)
+
     with pytest.raises(InversionError, match="uncond"):
         invert(unet, schedule, x0, text, guidance_scale=2.0, progress=False)
     with pytest.raises(InversionError, match=r"text must be \[V=2"):
         invert(unet, schedule, x0, text[:1], progress=False)
-
-
-def test_a_driven_video_follows_the_inversion_and_ends_at_the_input(tiny):
-    """Sampling from the inverted noise with the drive gives back x0 exactly; the other video runs free."""
-    unet = tiny.unet
-    schedule = make_schedule(tiny.scheduler_config, 3)
-    x0 = jax.random.normal(jax.random.PRNGKey(0), (1, 2, 4, 4, 4))
-    text = jax.random.normal(jax.random.PRNGKey(1), (1, 5, 32))
-    inv = invert(unet, schedule, x0, text, progress=False)
-    plan = make_plan(unet, [0, 1], progress=False, trajectory=True)
-    start = jnp.concatenate([inv.noise, inv.noise])
-    out = sample(unet, plan, schedule, start, jnp.concatenate([text, text]), np.eye(2, dtype=np.float32),
-                 drive=Drive([0], inv.drive))
-    np.testing.assert_array_equal(out.latents[0], x0[0])
-    np.testing.assert_array_equal(out.trajectory[:, 0], inv.drive[:, 0])
-    free = sample(unet, make_plan(unet, [0], progress=False), schedule, inv.noise, text, np.ones((1, 1), np.float32))
-    np.testing.assert_allclose(out.latents[1], free.latents[0], atol=1e-4, rtol=1e-5)  # batch of 2 vs 1
+    with pytest.raises(SamplingError, match="drive.latents must be"):
+        sample(unet, plan, schedule, start, jnp.stack([text[0], text[0]]), np.eye(2, dtype=np.float32),
+               drive=Drive([0], inv.drive))

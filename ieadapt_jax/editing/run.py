@@ -45,6 +45,7 @@ from .presets import (
     ROWS_PER_PAIR,
     check_p2p_prompts,
     check_ratio,
+    check_window,
     edit_rewiring,
     method as get_method,
     pair_layout,
@@ -175,6 +176,7 @@ def edit_batch(
     table = unet.site_table
     spec = get_method(method)
     ratio = check_ratio(ratio)
+    check_window(window, schedule.num_steps)
     if profile not in PROFILES:
         raise EditError(f"unknown entropy profile {profile!r}; choose one of {', '.join(PROFILES)}")
     pairs = len(sources)
@@ -348,7 +350,10 @@ def edit(
     latent_h, latent_w = _latent_size(components, height, width)
     shape = (num_frames, latent_h, latent_w, unet.config.in_channels)
     check_ratio(ratio)
+    check_window(window, num_inference_steps)
     get_method(method)
+    if method == "p2p":
+        check_p2p_prompts(components.tokenizer, source, target)
 
     tick = time.perf_counter()
     metrics: dict[str, float] = {}
