@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("output")
     output.add_argument("--out", default="edit_output", help="output folder (default: edit_output)")
     output.add_argument("--fps", type=float, default=8.0, help="frame rate of the written videos")
+    output.add_argument("--metrics-weights", default=None, metavar="DIR",
+                        help="folder of metric weights (layout: python -m ieadapt_jax.scoring --help): adds CLIP score, "
+                             "CLIP directional similarity, aesthetic score, subject consistency and LPIPS to report.json")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -130,6 +133,7 @@ def _library_errors() -> tuple[type[Exception], ...]:
     from .inversion import InversionError
     from .pipeline import PipelineError
     from .rewiring import RewiringError
+    from .scoring import MetricError
     from .sampling import SamplingError
     from .schedulers import SchedulerError
     from .sites import SiteError
@@ -137,8 +141,8 @@ def _library_errors() -> tuple[type[Exception], ...]:
     from .toy.world import VocabularyError
     from .video_io import VideoError
 
-    return (ConversionError, GuidanceError, InversionError, PipelineError, RewiringError, SamplingError,
-            SchedulerError, SiteError, ToySnapshotError, VocabularyError, VideoError)
+    return (ConversionError, GuidanceError, InversionError, MetricError, PipelineError, RewiringError,
+            SamplingError, SchedulerError, SiteError, ToySnapshotError, VocabularyError, VideoError)
 
 
 def _check_args(args) -> None:
@@ -164,7 +168,7 @@ def _check_args(args) -> None:
         raise UsageError(f"--frames and --frame-stride must be at least 1, got {args.frames} and {args.frame_stride}")
     if not (math.isfinite(args.fps) and args.fps > 0):
         raise UsageError(f"--fps must be a positive number, got {args.fps}")
-    for name in ("video", "mask", "pretrained", "motion_adapter"):
+    for name in ("video", "mask", "pretrained", "motion_adapter", "metrics_weights"):
         path = getattr(args, name)
         if path is not None and not Path(path).expanduser().exists():
             raise UsageError(f"--{name.replace('_', '-')} {path}: no such file or folder")
@@ -262,6 +266,8 @@ def _report(args, components, result) -> dict:
                                         result.config["target"])
         except (ValueError, VocabularyError) as e:
             metrics["toy"] = f"not scored: {e}"
+    if args.metrics_weights is not None:
+        metrics.update(_weighted_metrics(Path(args.metrics_weights).expanduser(), result))
     return {
         "model": {"kind": args.model, "path": components.path, "dtype": args.dtype},
         "config": {**result.config, "window": list(result.config["window"]) if result.config["window"] else None,
@@ -274,6 +280,18 @@ def _report(args, components, result) -> dict:
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "outputs": list(OUTPUTS),
     }
+
+
+def _weighted_metrics(folder: Path, result) -> dict:
+    """The weight-based metrics (:mod:`ieadapt_jax.scoring`) of the edit: the edited video against the target
+    prompt and the source video / prompt; the ones the folder's weights do not allow are listed as skipped."""
+    from .scoring import compute_metrics, load_metric_weights
+
+    scores = compute_metrics(load_metric_weights(folder), videos=result.edited_video[None],
+                             references=result.source_video[None], prompts=[result.config["target"]],
+                             reference_prompts=[result.config["source"]])
+    return {"weighted": {name: float(value[0]) for name, value in scores.scores.items()},
+            "weighted_skipped": list(scores.messages)}
 
 
 def _json_safe(value):

@@ -42,8 +42,12 @@ def test_toy_edit_writes_every_output_and_the_report(toy_snapshot, tmp_path, cap
     assert read_video(out / "edited.mp4").shape == (4, 16, 16, 3)
     assert read_video(out / "side_by_side.gif").shape[0] == 4
     (out / "source.mp4").write_bytes(b"old")
-    assert main(["--pretrained", str(toy_snapshot), "--out", str(out), "--seed", "1", *FAST, *SMALL]) == 0
-    assert json.loads((out / "report.json").read_text())["config"]["seed"] == 1
+    (tmp_path / "no-weights").mkdir()
+    assert main(["--pretrained", str(toy_snapshot), "--out", str(out), "--seed", "1", "--metrics-weights",
+                 str(tmp_path / "no-weights"), *FAST, *SMALL]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["seed"] == 1
+    assert report["metrics"]["weighted"] == {} and any("clip_score" in m for m in report["metrics"]["weighted_skipped"])
     assert (out / "source.mp4").stat().st_size > 3 and leftovers(tmp_path) == []
 
 
