@@ -31,7 +31,7 @@ from .editing.presets import DEFAULT_RATIO, METHODS
 
 TOY_SOURCE = "a large red circle moving right on a white background"
 TOY_TARGET = "a large blue circle moving right on a white background"
-TOY_STEPS = 25
+DEFAULT_STEPS = 25
 ANIMATEDIFF_GUIDANCE = 7.5
 OUTPUTS = ("source.mp4", "edited.mp4", "side_by_side.gif", "entropy.png", "report.json")
 REPORT = "report.json"
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="inject only at denoising steps START <= i < STOP (default: every step)")
     edit.add_argument("--profile", choices=("first", "run"), default="first",
                       help="entropy of the source at the first step, or averaged over its whole run")
-    edit.add_argument("--steps", type=int, default=None, help=f"DDIM steps (default {TOY_STEPS})")
+    edit.add_argument("--steps", type=int, default=None, help=f"DDIM steps (default {DEFAULT_STEPS})")
     edit.add_argument("--guidance-scale", type=float, default=None,
                       help=f"classifier-free guidance ω (default: the toy model's, or {ANIMATEDIFF_GUIDANCE})")
     edit.add_argument("--negative-prompt", default="", help="text of the unconditional rows")
@@ -216,7 +216,7 @@ def _settings(args, defaults: dict) -> dict:
         guidance_scale=args.guidance_scale if args.guidance_scale is not None else defaults["guidance_scale"],
         height=args.height if args.height is not None else defaults["height"],
         width=args.width if args.width is not None else defaults["width"],
-        steps=args.steps if args.steps is not None else TOY_STEPS,
+        steps=args.steps if args.steps is not None else DEFAULT_STEPS,
     )
 
 

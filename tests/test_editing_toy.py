@@ -8,13 +8,13 @@ import pytest
 
 from ieadapt_jax.editing import edit
 from ieadapt_jax.editing.toy_scores import score_edit
-from ieadapt_jax.edit import TOY_SOURCE, TOY_STEPS, TOY_TARGET
+from ieadapt_jax.edit import TOY_SOURCE, DEFAULT_STEPS, TOY_TARGET
 from ieadapt_jax.toy import default, world
 from ieadapt_jax.toy.model import DEFAULT_GUIDANCE_SCALE
 
 pytestmark = pytest.mark.skipif(not default.SHIPPED_SHA256, reason="the trained toy model is not shipped yet")
 SIZE = dict(num_frames=world.FRAMES, height=world.HEIGHT, width=world.WIDTH)
-RUN = dict(num_inference_steps=TOY_STEPS, guidance_scale=DEFAULT_GUIDANCE_SCALE, progress=False)
+RUN = dict(num_inference_steps=DEFAULT_STEPS, guidance_scale=DEFAULT_GUIDANCE_SCALE, progress=False)
 
 
 @pytest.fixture(scope="module")
