@@ -36,6 +36,7 @@ from models.unet_motion import make_forward
 from ..guidance import profile_entropy
 from ..inversion import Inversion, invert
 from ..pipeline import _decode, _encode_prompts, _latent_size
+from ..rewiring import resolve_sites
 from ..sampling import Blend, Drive, make_plan, sample
 from ..schedulers import Schedule, make_schedule, scale_model_input
 from .masks import ablate, latent_mask, word_influence_mask, word_positions
@@ -354,6 +355,10 @@ def edit(
     get_method(method)
     if method == "p2p":
         check_p2p_prompts(components.tokenizer, source, target)
+    if mask_words is not None:
+        word_positions(components.tokenizer, source, mask_words)
+    if sites is not None:
+        resolve_sites(unet.site_table, sites)
 
     tick = time.perf_counter()
     metrics: dict[str, float] = {}
