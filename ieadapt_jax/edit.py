@@ -43,7 +43,7 @@ class UsageError(ValueError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ieadapt_jax.edit", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m ieadapt_jax.edit", description="Entropy-guided video editing (IE-Adapt, paper §4.2) and its baselines.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="methods:\n" + "\n".join(f"  {k:10s} {m.summary}" for k, m in METHODS.items()))
     model = parser.add_argument_group("model")
