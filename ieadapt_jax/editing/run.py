@@ -191,6 +191,11 @@ def edit_batch(
     uncond, text = encode_text(components, list(sources) + list(targets), negative_prompt)
     src_text, tgt_text = text[:pairs], text[pairs:]
     x_t = jnp.asarray(x_t, jnp.float32)
+    if masks is not None:
+        masks = np.asarray(masks, np.float32)
+        expected = (pairs,) + tuple(x_t.shape[1:-1])
+        if masks.shape != expected:
+            raise EditError(f"masks must be [P, F, h, w] = {list(expected)} (latent resolution), got {list(masks.shape)}")
 
     tick = time.perf_counter()
     source_x0 = None if inversion is None else inversion.drive[-1]  # [P, ...] clean source latents
@@ -229,10 +234,6 @@ def edit_batch(
         drive = Drive(np.arange(0, 2 * pairs, 2), inversion.drive)
     blend = None
     if masks is not None:
-        masks = np.asarray(masks, np.float32)
-        expected = (pairs,) + tuple(x_t.shape[1:-1])
-        if masks.shape != expected:
-            raise EditError(f"masks must be [P, F, h, w] = {list(expected)} (latent resolution), got {list(masks.shape)}")
         steps_mask = np.broadcast_to(masks[None, ..., None], (schedule.num_steps,) + masks.shape + (1,))
         blend = Blend(np.arange(1, 2 * pairs, 2), np.arange(0, 2 * pairs, 2), steps_mask)
     out = sample(unet, plan, schedule, latents, rows_text, weights, rewiring, drive=drive, blend=blend)
