@@ -329,10 +329,12 @@ def restore_state(out: str | os.PathLike, config: TrainConfig, mesh: Mesh | None
         step = manager.latest_step()
         if step is None:
             return None
+        # Restored straight onto the target devices (a checkpoint saved on 4 devices restores on 1).
+        target = replicated(mesh) if mesh is not None else jax.sharding.SingleDeviceSharding(jax.devices()[0])
         leaves, treedef = jax.tree.flatten(abstract_state(config))
+        leaves = [jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=target) for x in leaves]
         restored = manager.restore(step, args=ocp.args.StandardRestore(leaves))
-    state = jax.tree.unflatten(treedef, restored)
-    return jax.device_put(state, replicated(mesh) if mesh is not None else jax.devices()[0])
+    return jax.tree.unflatten(treedef, restored)
 
 
 def _truncate_log(file: Path, step: int) -> None:
