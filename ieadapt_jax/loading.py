@@ -87,17 +87,13 @@ def load_animatediff(
       convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
     """
     from convert.animatediff import load_unet_motion
-    from convert.common import ConversionError, read_config
+    from convert.common import read_config
     from models.clip_text import CLIPTextModel
     from models.vae import AutoencoderKL, AutoencoderKLConfig
 
     root = Path(path).expanduser()
     index = _read_model_index(root)
-    missing = [name for name in REQUIRED_COMPONENTS if not _listed(index, name) or not (root / name).is_dir()]
-    if missing:
-        raise ConversionError(
-            f"{root} lacks the pipeline component folder(s) {missing}; a snapshot needs {', '.join(REQUIRED_COMPONENTS)}"
-        )
+    _require_components(root, index, REQUIRED_COMPONENTS, "a snapshot")
 
     unet_dir = root / "unet"
     if motion_adapter is None and read_config(unet_dir).get("_class_name") == "UNet2DConditionModel":
@@ -135,6 +131,15 @@ def _listed(index: dict, name: str) -> bool:
     """model_index.json lists a component as [library, class]; [null, null] means absent."""
     entry = index.get(name)
     return isinstance(entry, list) and len(entry) == 2 and entry[1] is not None
+
+
+def _require_components(root: Path, index: dict, names: tuple[str, ...], what: str) -> None:
+    """Raise ConversionError naming the component folders that model_index.json or the disk lacks."""
+    from convert.common import ConversionError
+
+    missing = [name for name in names if not _listed(index, name) or not (root / name).is_dir()]
+    if missing:
+        raise ConversionError(f"{root} lacks the pipeline component folder(s) {missing}; {what} needs {', '.join(names)}")
 
 
 def _load_tokenizer(folder: Path):
@@ -201,17 +206,11 @@ def load_cogvideox(
       convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
     """
     from convert.cogvideox import load_cogvideox_transformer, load_cogvideox_vae, load_t5_encoder
-    from convert.common import ConversionError
     from models.cogvideox_vae import AutoencoderKLCogVideoXConfig
 
     root = Path(path).expanduser()
     index = _read_model_index(root)
-    missing = [name for name in COGVIDEOX_COMPONENTS if not _listed(index, name) or not (root / name).is_dir()]
-    if missing:
-        raise ConversionError(
-            f"{root} lacks the pipeline component folder(s) {missing}; a CogVideoX snapshot needs "
-            f"{', '.join(COGVIDEOX_COMPONENTS)}"
-        )
+    _require_components(root, index, COGVIDEOX_COMPONENTS, "a CogVideoX snapshot")
     transformer = load_cogvideox_transformer(root / "transformer", dtype=dtype, cache=cache, cache_dir=cache_dir)
     if vae_dtype is None:
         upcast = AutoencoderKLCogVideoXConfig.from_pretrained(root / "vae").force_upcast

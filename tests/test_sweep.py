@@ -101,7 +101,8 @@ def test_baseline_is_text_to_video_of_the_same_prompt_and_seed(swept, snapshot):
     components = toy_model.load_toy(snapshot, cache=False)
     prompt = json.loads((swept / "sweep.json").read_text())["definition"]["prompts"][1]
     video = text_to_video(components, prompt, num_frames=8, height=16, width=16, num_inference_steps=2,
-                          guidance_scale=5.0, seed=0, progress=False).video
+                          guidance_scale=toy_model.read_toy_info(snapshot)["default_guidance_scale"], seed=0,
+                          progress=False).video  # the sweep's default scale for a toy snapshot: the snapshot's own
     baseline = np.load(swept / "baselines" / "p0001_s0.npy")
     assert baseline.shape == video.shape == (8, 16, 16, 3)
     assert np.abs(baseline.astype(int) - video.astype(int)).max() <= 1  # uint8 rounding of float-rounding gaps
