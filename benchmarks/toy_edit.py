@@ -35,14 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ieadapt_jax import video_io
-from ieadapt_jax.editing import decode_latents, edit_batch, encode_text, generate_batch
+from ieadapt_jax.editing import ddim_config, decode_latents, edit_batch, encode_text, generate_batch, inversion_config
 from ieadapt_jax.editing.toy_scores import score_edits
 from ieadapt_jax.inversion import invert
 from ieadapt_jax.loading import AnimateDiffComponents
 from ieadapt_jax.schedulers import make_schedule
 from ieadapt_jax.toy import world
 from ieadapt_jax.toy.evaluate import default_dtype
-from ieadapt_jax.toy.model import DEFAULT_GUIDANCE_SCALE, PixelSpace, ToyTokenizer, SCHEDULER_CONFIG, build_models, load_toy
+from ieadapt_jax.edit import REAL_VIDEO_GUIDANCE
+from ieadapt_jax.toy.model import PixelSpace, SCHEDULER_CONFIG, ToyTokenizer, build_models, load_toy, read_toy_info
 
 KINDS = ("colour", "shape", "background")
 RATIOS = (0.25, 0.5, 0.65, 0.75, 1.0)
@@ -92,7 +93,8 @@ def _videos(components, latents: np.ndarray) -> np.ndarray:
 def run_mode(components, pairs, mode: str, *, steps: int, guidance_scale: float, batch: int, seed: int,
              progress: bool) -> dict:
     """Every configuration on every pair in one mode: {"configs": [...], "sources_read_ok": ..., "samples": ...}."""
-    schedule = make_schedule(components.scheduler_config, steps)
+    config = ddim_config(components.scheduler_config) if mode == "generated" else inversion_config(components.scheduler_config)
+    schedule = make_schedule(config, steps)
     shape = (world.FRAMES, world.HEIGHT, world.WIDTH, components.unet.config.in_channels)
     scores: dict[str, list] = {}
     site_counts: dict[str, list] = {}
@@ -179,7 +181,8 @@ def markdown(report: dict) -> str:
     head = ("| config | sites | success | colour | shape | background | kept | success ∧ kept | mask IoU | "
             "centroid err (px) | bg MAE (0-255) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     lines = [f"# Toy editing benchmark\n\n{report['device']}, {report['date']}; model `{report['model']}`; "
-             f"{report['pairs']} pairs, {report['steps']} DDIM steps, ω = {report['guidance_scale']}; command "
+             f"{report['pairs']} pairs, {report['steps']} DDIM steps, ω = {report['guidance_scale']} (generated) and "
+             f"{report['real_guidance_scale']} (real); command "
              f"`{report['command']}`.\n"]
     for mode, result in report["modes"].items():
         rows = {c["config"]: c for c in result["configs"]}
@@ -231,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--pairs", type=int, default=60, help="edit pairs (a third per kind)")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps")
-    parser.add_argument("--guidance-scale", type=float, default=DEFAULT_GUIDANCE_SCALE)
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="ω of generated edits (default: the snapshot's default_guidance_scale)")
+    parser.add_argument("--real-guidance-scale", type=float, default=REAL_VIDEO_GUIDANCE,
+                        help="ω of real-video edits (inverted noise needs more guidance to move)")
     parser.add_argument("--batch", type=int, default=60, help="pairs per sampling run (4 rows each)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--seed", type=int, default=0)
@@ -247,16 +253,20 @@ def main(argv: list[str] | None = None) -> int:
         from ieadapt_jax.toy import load_default
 
         components = load_default(default_dtype())
+    if args.guidance_scale is None:
+        args.guidance_scale = float(read_toy_info(components.path)["default_guidance_scale"]) if not args.tiny else 1.5
     pairs = edit_pairs(args.pairs, args.seed)
     start = time.perf_counter()
-    modes = {mode: run_mode(components, pairs, mode, steps=args.steps, guidance_scale=args.guidance_scale,
+    scales = {"generated": args.guidance_scale, "real": args.real_guidance_scale}
+    modes = {mode: run_mode(components, pairs, mode, steps=args.steps, guidance_scale=scales[mode],
                             batch=args.batch, seed=args.seed, progress=not args.quiet) for mode in args.modes}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = dict(
         model=components.path, device=jax.devices()[0].device_kind, date=datetime.date.today().isoformat(),
         command="python benchmarks/toy_edit.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        pairs=len(pairs), steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed,
+        pairs=len(pairs), steps=args.steps, guidance_scale=args.guidance_scale,
+        real_guidance_scale=args.real_guidance_scale, seed=args.seed,
         seconds=round(time.perf_counter() - start, 1),
         modes={mode: {k: v for k, v in result.items() if k != "samples"} for mode, result in modes.items()},
     )

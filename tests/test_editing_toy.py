@@ -5,7 +5,7 @@ import pytest
 
 from ieadapt_jax.editing import edit
 from ieadapt_jax.editing.toy_scores import score_edit
-from ieadapt_jax.edit import TOY_SOURCE, DEFAULT_STEPS, TOY_TARGET
+from ieadapt_jax.edit import DEFAULT_STEPS, REAL_VIDEO_GUIDANCE, TOY_SOURCE, TOY_TARGET
 from ieadapt_jax.toy import default, world
 from ieadapt_jax.toy.model import DEFAULT_GUIDANCE_SCALE
 
@@ -27,13 +27,9 @@ def test_colour_edit_changes_the_colour_and_keeps_the_trajectory(toy):
     assert scores["kept"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the shipped toy model reads colour from its noisy input even at t=999 (SD's schedule keeps 0.068 of the "
-    "signal; README 'The toy world'), so the DDIM-inverted noise of a red video keeps the edit red; "
-    "retraining issue 5's model should make this pass, and strict xfail then asks to drop this mark"))
 def test_real_toy_video_colour_edit_keeps_the_input_and_its_trajectory(toy):
     video = np.asarray(world.to_uint8(world.render(world.parse(TOY_SOURCE), jax.random.key(3))))
-    result = edit(toy, TOY_SOURCE, TOY_TARGET, video=video, **RUN)
+    result = edit(toy, TOY_SOURCE, TOY_TARGET, video=video, **{**RUN, "guidance_scale": REAL_VIDEO_GUIDANCE})
     np.testing.assert_array_equal(result.source_video, video)
     scores = score_edit(video, result.edited_video, TOY_SOURCE, TOY_TARGET)
     assert scores["edited_read"]["colour"] == "blue" and scores["centroid_error"] <= 2.0

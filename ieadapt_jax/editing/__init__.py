@@ -35,6 +35,7 @@ from .run import (
     encode_text,
     encode_video,
     generate_batch,
+    inversion_config,
     psnr,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "encode_text",
     "encode_video",
     "generate_batch",
+    "inversion_config",
     "latent_mask",
     "pair_layout",
     "psnr",
