@@ -29,7 +29,8 @@ def test_colour_edit_changes_the_colour_and_keeps_the_trajectory(toy):
 
 def test_real_toy_video_colour_edit_keeps_the_input_and_its_trajectory(toy):
     video = np.asarray(world.to_uint8(world.render(world.parse(TOY_SOURCE), jax.random.key(3))))
-    result = edit(toy, TOY_SOURCE, TOY_TARGET, video=video, **{**RUN, "guidance_scale": REAL_VIDEO_GUIDANCE})
+    result = edit(toy, TOY_SOURCE, TOY_TARGET, video=video,
+                  **{**RUN, "guidance_scale": REAL_VIDEO_GUIDANCE, "num_inference_steps": 20})  # 20 steps: CI time
     np.testing.assert_array_equal(result.source_video, video)
     scores = score_edit(video, result.edited_video, TOY_SOURCE, TOY_TARGET)
     assert scores["edited_read"]["colour"] == "blue" and scores["centroid_error"] <= 2.0
