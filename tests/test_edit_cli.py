@@ -89,21 +89,28 @@ def test_out_must_be_a_new_empty_or_earlier_output_folder(toy_snapshot, tmp_path
 
 
 def test_animatediff_real_video_with_a_mask(tmp_path, monkeypatch):
-    """A tiny random AnimateDiff snapshot: VAE encode, DDIM inversion, driven source, mask blending, PSNRs."""
+    """A tiny random SD snapshot + motion adapter: VAE encode, DDIM inversion, driven source, mask blending, PSNRs."""
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
-    diffusers.AnimateDiffPipeline(**_components()).save_pretrained(tmp_path / "snapshot")
+    parts = _components()
+    parts["scheduler"] = diffusers.PNDMScheduler(beta_schedule="linear", skip_prk_steps=True)  # as SD1.5 ships
+    diffusers.StableDiffusionPipeline(**{k: v for k, v in parts.items() if k != "motion_adapter"}, safety_checker=None,
+                                      feature_extractor=None, requires_safety_checker=False).save_pretrained(
+        tmp_path / "snapshot")
+    parts["motion_adapter"].save_pretrained(tmp_path / "adapter")
     frames = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
     write_video(tmp_path / "clip.gif", frames)
     mask = np.zeros((16, 16), np.uint8)
     mask[:, 8:] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
     out = tmp_path / "out"
-    argv = ["--model", "animatediff", "--pretrained", str(tmp_path / "snapshot"), "--video", str(tmp_path / "clip.gif"),
+    argv = ["--model", "animatediff", "--pretrained", str(tmp_path / "snapshot"), "--motion-adapter",
+            str(tmp_path / "adapter"), "--video", str(tmp_path / "clip.gif"),
             "--mask", str(tmp_path / "mask.png"), "--source", "a cat", "--target", "a dog", "--frames", "4",
             "--height", "16", "--width", "16", *FAST]
     assert main(argv + ["--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["real_video"] and report["config"]["drive_source"] and report["config"]["mask"] == "given"
+    assert "PNDMScheduler" in report["config"]["scheduler"] and report["config"]["clip_sample"] is False
     metrics = report["metrics"]
     assert 0 < metrics["vae_psnr"] < 100 and metrics["reconstruction_psnr"] == metrics["vae_psnr"]  # source = VAE(x0)
     assert read_video(out / "side_by_side.gif").shape[0] == 4
