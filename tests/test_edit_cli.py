@@ -92,7 +92,7 @@ def test_animatediff_real_video_with_a_mask(tmp_path, monkeypatch):
     """A tiny random SD snapshot + motion adapter: VAE encode, DDIM inversion, driven source, mask blending, PSNRs."""
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
     parts = _components()
-    parts["scheduler"] = diffusers.PNDMScheduler(beta_schedule="linear", skip_prk_steps=True)  # as SD1.5 ships
+    parts["scheduler"] = diffusers.PNDMScheduler(beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1)  # SD1.5's
     diffusers.StableDiffusionPipeline(**{k: v for k, v in parts.items() if k != "motion_adapter"}, safety_checker=None,
                                       feature_extractor=None, requires_safety_checker=False).save_pretrained(
         tmp_path / "snapshot")
