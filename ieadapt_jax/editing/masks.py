@@ -5,11 +5,12 @@ inside the mask (1) the target is kept, outside (0) the source is copied, so the
 
 **Word-influence masks** (P2P LocalBlend-style). LocalBlend thresholds the cross-attention maps of chosen
 words. The maps are never materialised here (DESIGN §2); instead the mask measures what the chosen words
-contribute through cross-attention, per pixel: the source's clean latents are noised to a mid level, and the
+contribute through cross-attention, per pixel: the source's clean latents are noised to early-step levels, and the
 UNet predicts ε twice, with the source prompt and with the chosen words' text states replaced by the
 negative prompt's states at the same positions (text reaches the UNet only through cross-attention keys and
 values). |ε_prompt − ε_ablated|, averaged over channels and noise levels, is max-pooled over 3x3 pixels,
-normalised by each frame's maximum and thresholded, as LocalBlend does with its maps (threshold 0.3).
+normalised by each frame's maximum and thresholded, as LocalBlend does with its maps (threshold 0.3); a
+5x5 morphological closing then fills the small holes a thresholded object can have.
 """
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ from ..schedulers import Schedule, add_noise, scale_model_input
 from .presets import EditError
 
 DEFAULT_THRESHOLD = 0.3
-DEFAULT_LEVELS = (0.3, 0.5, 0.7)  # fractions of the way through the denoising steps where ε is compared
+CLOSING = 5  # px: holes and gaps up to this size inside the thresholded mask are filled
+# Fractions of the way through the denoising steps where ε is compared: early, where the words decide the layout.
+# On the shipped toy model (3 videos) levels (0, 0.1, 0.2) mark 98-99% of a named colour-and-shape object;
+# mid levels (0.3-0.7) only its outline (the input itself shows the object there, with or without the words).
+DEFAULT_LEVELS = (0.0, 0.1, 0.2)
 
 
 def latent_mask(mask, latent_size: tuple[int, int]) -> np.ndarray:
@@ -90,4 +95,13 @@ def word_influence_mask(forward, state, schedule: Schedule, latents, text, ablat
     pooled = jax.lax.reduce_window(influence, -jnp.inf, jax.lax.max, (1, 1, 3, 3), (1, 1, 1, 1), "SAME")
     peak = jnp.max(pooled, axis=(2, 3), keepdims=True)  # [P, F, 1, 1]
     normalised = pooled / jnp.maximum(peak, 1e-12)
-    return np.asarray(normalised >= threshold, np.float32)
+    return np.asarray(_close(normalised >= threshold), np.float32)
+
+
+def _close(mask: jax.Array, size: int = CLOSING) -> jax.Array:
+    """Morphological closing of bool masks [P, F, h, w] per frame (dilate, then erode, by a size x size square):
+    fills holes and gaps narrower than ``size`` pixels without growing the mask's outline."""
+    window, strides = (1, 1, size, size), (1, 1, 1, 1)
+    grown = jax.lax.reduce_window(mask.astype(jnp.float32), 0.0, jax.lax.max, window, strides, "SAME")
+    padded_min = jax.lax.reduce_window(grown, 1.0, jax.lax.min, window, strides, "SAME")
+    return padded_min > 0.5
