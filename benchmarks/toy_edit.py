@@ -9,7 +9,8 @@ Edit pairs change one attribute of a single-object toy caption: its colour, its 
 
 - **generated** (Algorithm 1): source and target from the same noise in one sampling run;
 - **real**: the source caption's toy-world video is rendered, DDIM-inverted with the source prompt and
-  edited, the source rows driven by the inversion trajectory.
+  edited, the source rows driven by the inversion trajectory (unclipped DDIM and ω = 3 by default, as
+  ``python -m ieadapt_jax.edit --video`` does: see ``ieadapt_jax.edit.REAL_VIDEO_GUIDANCE``).
 
 Every configuration runs the same pairs from the same noise: the methods of Table 3 (all, tokenflow, kv, v,
 p2p, ieadapt at ρ = 0.5), ieadapt at ρ = 0.25, 0.5, 0.65, 0.75, 1.0 (Table 5), and "none" (the target
