@@ -74,6 +74,41 @@ def test_ema_follows_the_parameters_with_the_warmed_up_decay(tmp_path):
     assert any(not np.array_equal(p, e) for p, e in zip(jax.tree.leaves(two.params), jax.tree.leaves(two.ema)))
 
 
+def test_v_weighting_is_the_v_prediction_loss():
+    """At a fixed x_t, |v̂ − v|² computed from ε̂ equals the "v" weight times |ε̂ − ε|²."""
+    from ieadapt_jax.schedulers import make_schedule
+
+    schedule = make_schedule(toy_model.SCHEDULER_CONFIG, 1)
+    t = jnp.array([0, 500, 999])
+    x0, eps, eps_hat = jax.random.normal(jax.random.key(0), (3, 3, 7))
+    a = schedule.alphas_cumprod[t][:, None]
+    x_t = jnp.sqrt(a) * x0 + jnp.sqrt(1 - a) * eps
+    x0_hat = (x_t - jnp.sqrt(1 - a) * eps_hat) / jnp.sqrt(a)
+    v_error = (jnp.sqrt(a) * eps_hat - jnp.sqrt(1 - a) * x0_hat) - (jnp.sqrt(a) * eps - jnp.sqrt(1 - a) * x0)
+    v_config = dataclasses.replace(TINY, loss_weighting="v")
+    weights = toy_train.loss_weights(v_config, schedule, t)
+    np.testing.assert_allclose(jnp.mean(v_error ** 2, -1), weights * jnp.mean((eps_hat - eps) ** 2, -1), rtol=1e-4)
+    assert float(weights[2]) > 200 and float(weights[0]) == pytest.approx(1.0, abs=1e-3)
+    np.testing.assert_array_equal(toy_train.loss_weights(TINY, schedule, t), 1.0)
+    with pytest.raises(toy_train.TrainError, match="loss weighting"):
+        dataclasses.replace(TINY, loss_weighting="snr")
+
+
+def test_init_from_a_snapshot_starts_from_its_weights(run, tmp_path):
+    config = dataclasses.replace(TINY, init_from=str(run / "model"), steps=1, loss_weighting="v")
+    state = toy_train.init_state(config)
+    snapshot = toy_model.load_toy(run / "model", cache=False)
+    expected = flat_params(nnx.List([snapshot.unet, snapshot.text_encoder]))
+    assert flat_params(state.params).keys() == expected.keys()
+    for key, value in flat_params(state.params).items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=str(key))
+    assert toy_train.train(config, tmp_path / "fine", progress=False).step == 1
+    with pytest.raises(toy_train.TrainError, match="--init-from .*not a toy-model snapshot"):
+        toy_train.init_state(dataclasses.replace(TINY, init_from=str(tmp_path)))
+    with pytest.raises(toy_train.TrainError, match="--init-from .* arch 'toy'"):
+        toy_train.init_state(dataclasses.replace(TINY, arch="toy", init_from=str(run / "model")))
+
+
 DATA_PARALLEL = """
 import json, sys, jax, numpy as np
 from ieadapt_jax.toy import train as toy_train

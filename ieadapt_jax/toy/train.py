@@ -15,9 +15,13 @@ resumed run is bit-identical to an uninterrupted one (same config, same device k
 One step: draw training attributes (:func:`world.train_attributes`), render them ([B, 16, 32, 32, 3] in
 [0, 1], scaled to [-1, 1]), tokenize their captions on the device (:func:`caption_ids`; a fraction
 ``caption_dropout`` gets the empty caption, for classifier-free guidance), noise them at uniform random
-timesteps with SD's schedule and regress the UNet's ε on the noise (MSE). The UNet and the text encoder
+timesteps with SD's schedule and regress the UNet's ε on the noise (MSE, weighted per sample by
+``loss_weighting``: "eps" weighs every timestep alike; "v" multiplies by 1/ᾱ_t, which is the v-prediction loss
+written through ε, so the noisiest timesteps, where only the caption can say how an object moves, are not
+drowned out by the easy ones; the model still predicts ε). The UNet and the text encoder
 train together with AdamW (linear warmup, cosine decay to 10%, global-norm clipping) on fp32 master
-parameters; the forward runs in ``precision`` (bf16 by default). An exponential moving average of the
+parameters; the forward runs in ``precision`` (bf16 by default). ``init_from`` starts the parameters from a
+toy-model snapshot folder (fine-tuning) instead of the seed. An exponential moving average of the
 parameters (decay ``ema_decay``, warmed up as min(decay, (1 + step) / (10 + step))) is what
 :func:`export` writes.
 """
@@ -48,6 +52,7 @@ LOSS_LOG = "loss.jsonl"
 LOSS_PLOT = "loss.png"
 CHECKPOINTS = "checkpoints"
 PRECISIONS = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
+LOSS_WEIGHTINGS = ("eps", "v")
 
 
 class TrainError(ValueError):
@@ -73,6 +78,8 @@ class TrainConfig:
     log_every: int = 25
     attention_backend: str = "auto"
     ema_decay: float = 0.999
+    loss_weighting: str = "eps"
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.arch not in toy_model.ARCHS:
@@ -84,6 +91,8 @@ class TrainConfig:
         for name in ("steps", "batch", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise TrainError(f"unknown loss weighting {self.loss_weighting!r}; choose one of {', '.join(LOSS_WEIGHTINGS)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise TrainError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.caption_dropout < 1.0 or not 0.0 <= self.two_object_fraction <= 1.0:
@@ -220,14 +229,39 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def initial_params(config: TrainConfig) -> nnx.State:
+    """fp32 parameters of ``nnx.List([unet, text_encoder])``: drawn from the seed, or read from the snapshot
+    ``config.init_from``.
+
+    Raises:
+      TrainError: the snapshot's parameters are not those of ``config.arch`` (the first mismatch is named).
+    """
+    if config.init_from is None:
+        return nnx.state(toy_model.build_models(config.arch, dtype=jnp.float32, seed=config.seed), nnx.Param)
+    from convert.common import ConversionError
+
+    try:
+        components = toy_model.load_toy(config.init_from, dtype=jnp.float32, cache=False)
+    except (toy_model.ToySnapshotError, ConversionError, OSError) as e:
+        raise TrainError(f"--init-from {config.init_from}: {e}") from e
+    params = nnx.state(nnx.List([components.unet, components.text_encoder]), nnx.Param)
+    expected = dict(nnx.to_flat_state(nnx.state(toy_model.abstract_models(config.arch), nnx.Param)))
+    found = dict(nnx.to_flat_state(params))
+    for path in sorted(set(expected) | set(found), key=str):
+        shape = lambda table: tuple(table[path].shape) if path in table else "missing"  # noqa: E731
+        if shape(expected) != shape(found):
+            raise TrainError(f"--init-from {config.init_from}: parameter {'.'.join(map(str, path))} is "
+                             f"{shape(found)}, arch {config.arch!r} has {shape(expected)}")
+    return params
+
+
 def init_state(config: TrainConfig, mesh: Mesh | None = None) -> TrainState:
-    """The step-0 state: fp32 parameters initialised from the seed, fresh optimizer state, EMA = parameters.
+    """The step-0 state: fp32 parameters (:func:`initial_params`), fresh optimizer state, EMA = parameters.
 
     Replicated over ``mesh`` (default: :func:`data_mesh` over all local devices), as restored checkpoints
     are, so both hit one compiled step.
     """
-    models = toy_model.build_models(config.arch, dtype=jnp.float32, seed=config.seed)
-    params = nnx.state(models, nnx.Param)
+    params = initial_params(config)
     ema = jax.tree.map(lambda p: jnp.array(p, copy=True), params)  # its own buffers: the step donates both
     state = TrainState(jnp.zeros((), jnp.int32), params, optimizer(config).init(params), ema)
     return jax.device_put(state, replicated(mesh or data_mesh(batch=config.batch)))
@@ -244,6 +278,14 @@ def ema_decay(config: TrainConfig, step: jax.Array) -> jax.Array:
     """The EMA decay after ``step`` updates: min(ema_decay, (1 + step) / (10 + step))."""
     step = step.astype(jnp.float32)
     return jnp.minimum(config.ema_decay, (1.0 + step) / (10.0 + step))
+
+
+def loss_weights(config: TrainConfig, schedule, t: jax.Array) -> jax.Array:
+    """float32 [B]: each sample's weight on its ε-MSE; 1 for "eps", 1/ᾱ_t for "v" (the v-prediction loss:
+    |v̂ − v|² = |ε̂ − ε|²/ᾱ_t at a fixed x_t)."""
+    if config.loss_weighting == "v":
+        return 1.0 / schedule.alphas_cumprod[t].astype(jnp.float32)
+    return jnp.ones(t.shape, jnp.float32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -265,7 +307,8 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
         noisy = add_noise(schedule, videos, noise, t)
         text = text_encoder.prompt_embeds(ids, backend=config.attention_backend)
         eps, _ = unet(noisy, t, text, backend=config.attention_backend)
-        return jnp.mean((eps.astype(jnp.float32) - noise) ** 2)
+        per_sample = jnp.mean((eps.astype(jnp.float32) - noise) ** 2, axis=tuple(range(1, noise.ndim)))  # [B]
+        return jnp.mean(loss_weights(config, schedule, t) * per_sample)
 
     whole = replicated(mesh)
     split = NamedSharding(mesh, PartitionSpec("data"))  # leading (batch) axis over the devices
