@@ -5,6 +5,8 @@
         --target "a large red triangle moving up on a black background" --method all --out shape-edit
     python -m ieadapt_jax.edit --model animatediff --pretrained ~/models/animatediff \\
         --video dog.mp4 --source "a dog running on the grass" --target "a cat running on the grass"
+    python -m ieadapt_jax.edit --model cogvideox --pretrained ~/models/cogvideox-2b \\
+        --video dog.mp4 --frames 49 --source "a dog running on the grass" --target "a cat running on the grass"
 
 Writes into ``--out``: source.mp4, edited.mp4 (the model's resolution), side_by_side.gif (the input, the
 source and the edit, enlarged to at least 128 px), entropy.png (the source's entropy per self-attention
@@ -33,6 +35,11 @@ TOY_SOURCE = "a large red circle moving right on a white background"
 TOY_TARGET = "a large blue circle moving right on a white background"
 DEFAULT_STEPS = 25
 ANIMATEDIFF_GUIDANCE = 7.5
+COGVIDEOX_GUIDANCE = 6.0  # diffusers' CogVideoXPipeline default
+SNAPSHOT_MODELS = {"animatediff": "a local diffusers AnimateDiff or SD1.5 snapshot",
+                   "cogvideox": "a local diffusers CogVideoX snapshot"}
+# (frames, height, width) when not given: the toy world's, AnimateDiff's (SD1.5) and CogVideoX's (49 = 4·12 + 1).
+DEFAULT_SIZES = {"toy": (16, 32, 32), "animatediff": (16, 512, 512), "cogvideox": (49, 480, 720)}
 # Real toy videos start from DDIM-inverted noise, which holds the input so firmly that the snapshot's
 # generation scale (1.5) leaves it unedited. Measured on the shipped toy model (6 pairs, 20 steps): ω = 3 edits
 # colour and shape in every pair with the least structure change (ω = 5 edits as often, with larger centroid
@@ -52,10 +59,11 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="methods:\n" + "\n".join(f"  {k:10s} {m.summary}" for k, m in METHODS.items()))
     model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=("toy", "animatediff"), default="toy",
+    model.add_argument("--model", choices=("toy", "animatediff", "cogvideox"), default="toy",
                        help="toy: the shipped toy model (or a toy snapshot given by --pretrained); animatediff: a "
-                            "local diffusers AnimateDiff / SD1.5 snapshot (--pretrained)")
-    model.add_argument("--pretrained", default=None, help="snapshot folder (required for --model animatediff)")
+                            "local diffusers AnimateDiff / SD1.5 snapshot (--pretrained); cogvideox: a local "
+                            "diffusers CogVideoX (2B or 5B) snapshot (--pretrained), edited at its joint attention sites")
+    model.add_argument("--pretrained", default=None, help="snapshot folder (required for --model animatediff and cogvideox)")
     model.add_argument("--motion-adapter", default=None,
                        help="MotionAdapter folder or mm_sd_v15 .ckpt/.safetensors for an SD1.5 snapshot")
     model.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
@@ -81,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--steps", type=int, default=None, help=f"DDIM steps (default {DEFAULT_STEPS})")
     edit.add_argument("--guidance-scale", type=float, default=None,
                       help=f"classifier-free guidance ω (default: the toy snapshot's, {REAL_VIDEO_GUIDANCE} for a real video "
-                           f"with the toy model, {ANIMATEDIFF_GUIDANCE} for AnimateDiff)")
+                           f"with the toy model, {ANIMATEDIFF_GUIDANCE} for AnimateDiff, {COGVIDEOX_GUIDANCE} for CogVideoX)")
     edit.add_argument("--negative-prompt", default="", help="text of the unconditional rows")
     edit.add_argument("--seed", type=int, default=0, help="seed of the noise (generated videos) and masks")
 
@@ -95,9 +103,11 @@ def _parser() -> argparse.ArgumentParser:
                            "the inversion trajectory (then the report's PSNR measures the DDIM reconstruction)")
 
     size = parser.add_argument_group("size")
-    size.add_argument("--frames", type=int, default=16, help="frames to generate or to read from --video")
-    size.add_argument("--height", type=int, default=None, help="default: 32 (toy), 512 (animatediff)")
-    size.add_argument("--width", type=int, default=None, help="default: 32 (toy), 512 (animatediff)")
+    size.add_argument("--frames", type=int, default=None,
+                      help="frames to generate or to read from --video (default: 16; 49 for cogvideox, whose VAE "
+                           "needs 4k + 1 frames of a real video)")
+    size.add_argument("--height", type=int, default=None, help="default: 32 (toy), 512 (animatediff), 480 (cogvideox)")
+    size.add_argument("--width", type=int, default=None, help="default: 32 (toy), 512 (animatediff), 720 (cogvideox)")
     size.add_argument("--frame-stride", type=int, default=1, help="read every n-th frame of --video")
 
     output = parser.add_argument_group("output")
@@ -152,10 +162,10 @@ def _library_errors() -> tuple[type[Exception], ...]:
 
 
 def _check_args(args) -> None:
-    if args.model == "animatediff" and args.pretrained is None:
-        raise UsageError("--model animatediff needs --pretrained DIR (a local diffusers AnimateDiff or SD1.5 snapshot)")
-    if args.model == "animatediff" and (args.source is None or args.target is None):
-        raise UsageError("--model animatediff needs --source and --target prompts")
+    if args.model in SNAPSHOT_MODELS and args.pretrained is None:
+        raise UsageError(f"--model {args.model} needs --pretrained DIR ({SNAPSHOT_MODELS[args.model]})")
+    if args.model in SNAPSHOT_MODELS and (args.source is None or args.target is None):
+        raise UsageError(f"--model {args.model} needs --source and --target prompts")
     if args.motion_adapter is not None and args.model != "animatediff":
         raise UsageError("--motion-adapter goes with --model animatediff")
     if not 0.0 < args.ratio <= 1.0:
@@ -170,14 +180,23 @@ def _check_args(args) -> None:
         raise UsageError("give --mask or --mask-words, not both")
     if args.mask_words is not None and not args.mask_words.split():
         raise UsageError("--mask-words needs at least one word of the source prompt")
-    if args.frames < 1 or args.frame_stride < 1:
-        raise UsageError(f"--frames and --frame-stride must be at least 1, got {args.frames} and {args.frame_stride}")
+    frames = _frames(args)
+    if frames < 1 or args.frame_stride < 1:
+        raise UsageError(f"--frames and --frame-stride must be at least 1, got {frames} and {args.frame_stride}")
+    if args.model == "cogvideox" and args.video is not None and (frames - 1) % 4:
+        raise UsageError(f"--model cogvideox reads 4k + 1 frames of --video (its VAE keeps frame 1, then packs 4 frames "
+                         f"into each latent frame); got --frames {frames}: use {(frames - 1) // 4 * 4 + 1}")
     if not (math.isfinite(args.fps) and args.fps > 0):
         raise UsageError(f"--fps must be a positive number, got {args.fps}")
     for name in ("video", "mask", "pretrained", "motion_adapter", "metrics_weights"):
         path = getattr(args, name)
         if path is not None and not Path(path).expanduser().exists():
             raise UsageError(f"--{name.replace('_', '-')} {path}: no such file or folder")
+
+
+def _frames(args) -> int:
+    """--frames, or the model's default."""
+    return args.frames if args.frames is not None else DEFAULT_SIZES[args.model][0]
 
 
 def _check_out(out: Path) -> None:
@@ -198,21 +217,25 @@ def _dtype(name: str):
 
 def _load(args):
     """(components, model defaults) of the chosen model."""
-    from .loading import load_animatediff
+    from .loading import load_animatediff, load_cogvideox
     from .toy import load_default
     from .toy.model import load_toy, read_toy_info
 
+    _, height, width = DEFAULT_SIZES[args.model]
     if args.model == "toy":
         if args.pretrained is None:
             components = load_default(_dtype(args.dtype))
         else:
             components = load_toy(Path(args.pretrained).expanduser(), _dtype(args.dtype))
         scale = REAL_VIDEO_GUIDANCE if args.video is not None else read_toy_info(components.path)["default_guidance_scale"]
-        return components, dict(source=TOY_SOURCE, target=TOY_TARGET, guidance_scale=scale, height=32, width=32)
+        return components, dict(source=TOY_SOURCE, target=TOY_TARGET, guidance_scale=scale, height=height, width=width)
+    if args.model == "cogvideox":
+        components = load_cogvideox(Path(args.pretrained).expanduser(), _dtype(args.dtype))
+        return components, dict(source=None, target=None, guidance_scale=COGVIDEOX_GUIDANCE, height=height, width=width)
     components = load_animatediff(Path(args.pretrained).expanduser(),
                                   None if args.motion_adapter is None else Path(args.motion_adapter).expanduser(),
                                   _dtype(args.dtype))
-    return components, dict(source=None, target=None, guidance_scale=ANIMATEDIFF_GUIDANCE, height=512, width=512)
+    return components, dict(source=None, target=None, guidance_scale=ANIMATEDIFF_GUIDANCE, height=height, width=width)
 
 
 def _settings(args, defaults: dict) -> dict:
@@ -234,9 +257,9 @@ def _run(args, components, settings: dict, out: Path) -> dict:
     start = time.perf_counter()
     video = mask = None
     if args.video is not None:
-        video = video_io.read_video(Path(args.video).expanduser(), num_frames=args.frames,
+        video = video_io.read_video(Path(args.video).expanduser(), num_frames=_frames(args),
                                     size=(settings["height"], settings["width"]), frame_stride=args.frame_stride)
-    frames = args.frames if video is None else video.shape[0]
+    frames = _frames(args) if video is None else video.shape[0]
     if args.mask is not None:
         mask = video_io.read_mask(Path(args.mask).expanduser(), num_frames=frames,
                                   size=(settings["height"], settings["width"]), frame_stride=args.frame_stride)
@@ -252,7 +275,7 @@ def _run(args, components, settings: dict, out: Path) -> dict:
     tmp = out.resolve().parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
-        _write_outputs(tmp, args, components.unet.site_table, result, report, start)
+        _write_outputs(tmp, args, components.denoiser.site_table, result, report, start)
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -260,7 +283,7 @@ def _run(args, components, settings: dict, out: Path) -> dict:
 
 
 def _report(args, components, result) -> dict:
-    table = components.unet.site_table
+    table = components.denoiser.site_table
     entropy = [None if math.isnan(e) else round(float(e), 6) for e in result.entropy]
     metrics = dict(result.metrics)
     if args.model == "toy":

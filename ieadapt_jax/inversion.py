@@ -12,6 +12,17 @@ takes x from ᾱ(p_i) to ᾱ(t_i) with the model's ε evaluated at (x, t_i) — 
 the inversion visits exactly the noise levels the forward loop does, whatever the forward's timestep
 spacing; for "leading" and "trailing" spacings it is diffusers' ``DDIMInverseScheduler`` step for step.
 
+**v-prediction and CogVideoX.** A deterministic DDIM step (DDIM or CogVideoX DDIM, ε or v prediction, no x̂₀
+clipping) is linear in the sample and the model output: x(p_i) = A_i·x(t_i) + B_i·out. The inverse step is its
+exact inverse for the same output, x(t_i) = (x(p_i) − B_i·out)/A_i, with out evaluated at (x(p_i), t_i) as above.
+For ε this is the mirrored DDIM step (and diffusers' ``DDIMInverseScheduler``). For v it is not what
+``DDIMInverseScheduler`` does: that one converts v to ε and x̂₀ with ᾱ(p_i), the level the sample is at, though the
+model was told t_i and predicts v for that level; then even an unchanged v does not lead back to the forward
+step's start. Here the model's v is read at its own level t_i (x̂₀ = √ᾱ(t_i)·x − √(1 − ᾱ(t_i))·v), as the
+forward step reads it, and the step is written in CogVideoX DDIM's form x ← a·x + b·x̂₀ with (a, b) solved from
+(A_i, B_i). So a forward step undoes an inverse step whenever the model's output is the same at both points,
+whatever the prediction type, including CogVideoX's zero-terminal-SNR first step (ᾱ(t_0) = 0).
+
 **Trajectory.** Inverse step j ends at the noise level where forward step n − 1 − j starts, so the inverted
 latents are the forward loop's latents in reverse: :attr:`Inversion.drive` lists, for each forward step,
 the latents it should end at (the last is x0 itself). Passing it as a :class:`ieadapt_jax.sampling.Drive`
@@ -56,21 +67,58 @@ def inverse_schedule(schedule: Schedule) -> Schedule:
     """The inverse of a deterministic forward DDIM schedule (module docstring): same noise levels, reversed.
 
     Raises:
-        InversionError: the schedule is not deterministic DDIM (Euler, CogVideoX, eta > 0, or already inverse).
+        InversionError: the schedule is not deterministic DDIM (Euler, CogVideoX DPM, eta > 0, already inverse),
+            or it clips x̂₀ with v-prediction (a clipped step is not linear, so it has no exact inverse).
     """
-    if schedule.class_name != "DDIMScheduler" or schedule.kind != "ddim" or schedule.stochastic:
+    deterministic_ddim = (schedule.class_name, schedule.kind) in (("DDIMScheduler", "ddim"),
+                                                                  ("CogVideoXDDIMScheduler", "cogvideox_ddim"))
+    if not deterministic_ddim or schedule.stochastic:
         raise InversionError(
-            f"DDIM inversion needs a deterministic DDIMScheduler schedule (eta = 0); got {schedule.class_name}"
-            f"{' with eta > 0' if schedule.stochastic else ''}. Use a DDIM scheduler config "
-            "({**config, '_class_name': 'DDIMScheduler'})"
+            f"DDIM inversion needs a deterministic DDIMScheduler (eta = 0) or CogVideoXDDIMScheduler schedule; got "
+            f"{schedule.class_name}{' with eta > 0' if schedule.stochastic else ''}. Use a DDIM scheduler config "
+            "({**config, '_class_name': 'DDIMScheduler'}, or 'CogVideoXDDIMScheduler' for CogVideoX)"
         )
-    c = schedule.coefs  # forward step i: x at ᾱ(t_i) -> x at ᾱ(p_i); direction = √(1 − ᾱ(p_i)) when eta = 0
-    coefs = dict(
-        sqrt_a=c["sqrt_a_next"][::-1], sqrt_b=c["direction"][::-1],
-        sqrt_a_next=c["sqrt_a"][::-1], direction=c["sqrt_b"][::-1], std=jnp.zeros_like(c["std"]),
-    )
-    return dataclasses.replace(schedule, class_name="DDIMInverseScheduler", timesteps=schedule.timesteps[::-1],
-                               coefs=coefs)
+    c = schedule.coefs
+    if schedule.kind == "ddim" and schedule.prediction_type == "epsilon":
+        # forward step i: x at ᾱ(t_i) -> x at ᾱ(p_i); direction = √(1 − ᾱ(p_i)) when eta = 0
+        coefs = dict(
+            sqrt_a=c["sqrt_a_next"][::-1], sqrt_b=c["direction"][::-1],
+            sqrt_a_next=c["sqrt_a"][::-1], direction=c["sqrt_b"][::-1], std=jnp.zeros_like(c["std"]),
+        )
+        return dataclasses.replace(schedule, class_name="DDIMInverseScheduler", timesteps=schedule.timesteps[::-1],
+                                   coefs=coefs)
+    if schedule.clip_sample_range is not None:
+        raise InversionError("DDIM inversion of a v-prediction schedule needs clip_sample=False (a clipped step "
+                             "cannot be undone exactly)")
+    with np.errstate(divide="ignore", invalid="ignore"):  # ᾱ = 0 with ε: caught just below
+        a, b = _linear_step(schedule)  # forward step i: x(p_i) = a·x(t_i) + b·out
+        sqrt_a, sqrt_b = (np.asarray(c[k], np.float64) for k in ("sqrt_a", "sqrt_b"))  # the model's level t_i
+        if schedule.prediction_type == "epsilon":  # x̂₀ = (x − √(1−ᾱ)·ε)/√ᾱ: x ← (a' + b'/√ᾱ)·x − b'·√(1−ᾱ)/√ᾱ·ε
+            next_x0 = b * sqrt_a / (a * sqrt_b)
+            next_x = 1.0 / a - next_x0 / sqrt_a
+        else:  # x̂₀ = √ᾱ·x − √(1−ᾱ)·v: x ← a'·x + b'·x̂₀ = (a' + b'·√ᾱ)·x − b'·√(1−ᾱ)·v
+            next_x0 = b / (a * sqrt_b)
+            next_x = 1.0 / a - next_x0 * sqrt_a
+    if not (np.all(np.isfinite(next_x)) and np.all(np.isfinite(next_x0))):
+        raise InversionError(f"{schedule.class_name} with prediction_type={schedule.prediction_type!r} has a step that "
+                             "cannot be undone (ᾱ = 0 with ε-prediction: zero terminal SNR needs v-prediction)")
+    coefs = dict(sqrt_a=c["sqrt_a"][::-1], sqrt_b=c["sqrt_b"][::-1],
+                 a=jnp.asarray(next_x[::-1], jnp.float32), b=jnp.asarray(next_x0[::-1], jnp.float32))
+    return dataclasses.replace(schedule, class_name=f"{schedule.class_name} inverse", kind="cogvideox_ddim",
+                               clip_sample_range=None, timesteps=schedule.timesteps[::-1], coefs=coefs)
+
+
+def _linear_step(schedule: Schedule) -> tuple[np.ndarray, np.ndarray]:
+    """float64 [n] (A, B) of an unclipped forward DDIM step with v-prediction, or a CogVideoX DDIM step: step i
+    is x(p_i) = A_i·x(t_i) + B_i·out for the model output ``out`` (ε or v) at step i."""
+    c = {k: np.asarray(v, np.float64) for k, v in schedule.coefs.items()}
+    sqrt_a, sqrt_b = c["sqrt_a"], c["sqrt_b"]
+    if schedule.kind == "ddim":  # x ← √ᾱ(p)·x̂₀ + √(1−ᾱ(p))·ε̂, x̂₀ = √ᾱ·x − √(1−ᾱ)·v, ε̂ = √ᾱ·v + √(1−ᾱ)·x
+        return (c["sqrt_a_next"] * sqrt_a + c["direction"] * sqrt_b,
+                c["direction"] * sqrt_a - c["sqrt_a_next"] * sqrt_b)
+    if schedule.prediction_type == "epsilon":  # CogVideoX DDIM: x ← a·x + b·x̂₀
+        return c["a"] + c["b"] / sqrt_a, -c["b"] * sqrt_b / sqrt_a
+    return c["a"] + c["b"] * sqrt_a, -c["b"] * sqrt_b
 
 
 def invert(
@@ -88,9 +136,10 @@ def invert(
     """DDIM-invert V videos' clean latents with their prompts, in one run of the sampling loop.
 
     Args:
-        unet: a :class:`models.UNetMotionModel`.
-        schedule: the forward DDIM schedule the inverted noise will be sampled with (:func:`inverse_schedule`
-            reverses it).
+        unet: the denoiser (``components.denoiser``: a :class:`models.UNetMotionModel` or a
+            :class:`models.CogVideoXTransformer3DModel`).
+        schedule: the forward DDIM or CogVideoX DDIM schedule the inverted noise will be sampled with
+            (:func:`inverse_schedule` reverses it).
         latents: [V, F, h, w, C] clean latents x0 (VAE latents times the scaling factor).
         text: [V, L, D] text states of each video's prompt.
         uncond: [V, L, D] negative-prompt text states; needed only when ``guidance_scale`` != 1.

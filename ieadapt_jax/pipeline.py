@@ -133,7 +133,7 @@ def text_to_video(
     start = time.perf_counter()
     timings: dict[str, float] = {}
     unet, vae = components.denoiser, components.vae
-    latent_h, latent_w = _latent_size(components, height, width)
+    latent_h, latent_w = latent_size(components, height, width)
     schedule = make_schedule(scheduler_config or components.scheduler_config, num_inference_steps, eta=eta)
     if rewiring is not None and guidance is not None:
         raise PipelineError("pass either rewiring (on plain CFG rows) or guidance (which builds its own rewiring), not both")
@@ -146,7 +146,7 @@ def text_to_video(
     else:
         rows, weights = guidance_rows(preset, guidance_scale, lam)
     channels = unet.config.in_channels
-    shape = (_latent_frames(components, num_frames), latent_h, latent_w, channels)
+    shape = (latent_frames(components, num_frames), latent_h, latent_w, channels)
     if latents is None:
         noise = jax.random.normal(jax.random.PRNGKey(seed), shape, jnp.float32)
     else:
@@ -156,7 +156,7 @@ def text_to_video(
     x_t = noise[None] * schedule.init_noise_sigma  # [1, F, h, w, C]
 
     tick = time.perf_counter()
-    uncond, cond = _encode_prompts(components, [negative_prompt, prompt], clip_skip)  # each [L, D]
+    uncond, cond = encode_prompts(components, [negative_prompt, prompt], clip_skip)  # each [L, D]
     row_text = jnp.stack([cond if text == "cond" else uncond for text, _ in rows])  # [R, L, D]
     timings["text"] = time.perf_counter() - tick
 
@@ -190,8 +190,7 @@ def text_to_video(
     tick = time.perf_counter()
     if decode:
         graphdef, state = nnx.split(vae)
-        frames = _decode(graphdef, state, jnp.asarray(final) / vae.config.scaling_factor)  # [F, H, W, 3] in [-1, 1]
-        video = np.asarray(frames)
+        video = np.asarray(decode_video(graphdef, state, jnp.asarray(final) / vae.config.scaling_factor))  # uint8 [F, H, W, 3]
     else:
         video = np.zeros((0, 0, 0, 3), np.uint8)
     timings["decode"] = time.perf_counter() - tick
@@ -209,7 +208,13 @@ def text_to_video(
     )
 
 
-def _latent_size(components, height: int, width: int) -> tuple[int, int]:
+def latent_size(components, height: int, width: int) -> tuple[int, int]:
+    """(h, w) latent height and width of a ``height`` x ``width`` video (pixels / the VAE factor).
+
+    Raises:
+        PipelineError: a size that is not a positive multiple of the VAE factor times the denoiser's
+            downsampling factor (64 for SD1.5, 16 for CogVideoX).
+    """
     vae_factor = components.vae.config.downscale
     multiple = vae_factor * components.denoiser.downsampling_factor
     if height <= 0 or width <= 0 or height % multiple or width % multiple:
@@ -220,7 +225,7 @@ def _latent_size(components, height: int, width: int) -> tuple[int, int]:
     return height // vae_factor, width // vae_factor
 
 
-def _latent_frames(components, num_frames: int) -> int:
+def latent_frames(components, num_frames: int) -> int:
     """Latent frames of a ``num_frames`` video: all of them (AnimateDiff), (F − 1) // r + 1 for a VAE
     compressing time by r (CogVideoX: r = 4), as diffusers' CogVideoXPipeline computes them."""
     ratio = int(getattr(components.vae.config, "temporal_compression_ratio", 1))
@@ -245,7 +250,12 @@ def tokenize(tokenizer, prompts: list[str]) -> np.ndarray:
     return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="np").input_ids
 
 
-def _encode_prompts(components, prompts: list[str], clip_skip: int | None) -> jax.Array:
+def encode_prompts(components, prompts: list[str], clip_skip: int | None = None) -> jax.Array:
+    """Text states [N, L, D] of N prompts through the components' tokenizer and text encoder (CLIP or T5).
+
+    ``clip_skip`` is diffusers' clip_skip (CLIP only). Raises :class:`PipelineError` for a prompt the encoder
+    cannot take whole (:func:`tokenize`).
+    """
     ids = jnp.asarray(tokenize(components.tokenizer, prompts))  # [N, L]
     graphdef, state = nnx.split(components.text_encoder)
     return _text_states(graphdef, state, ids, clip_skip)  # [N, L, D]
@@ -257,7 +267,9 @@ def _text_states(graphdef, state, ids, clip_skip):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def _decode(graphdef, state, z):
+def decode_video(graphdef, state, z):
+    """uint8 frames [F, H, W, 3] of one video's latents z [f, h, w, C] (the VAE's scaling factor already undone),
+    through the VAE split as ``nnx.split(vae)`` (``graphdef`` static); traceable, e.g. under ``lax.map``."""
     frames = nnx.merge(graphdef, state).decode_frames(z)  # [F, H, W, 3] in [-1, 1]
     unit = jnp.clip(frames.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
     return jnp.round(unit * 255).astype(jnp.uint8)

@@ -56,11 +56,48 @@ def test_inverse_schedule_mirrors_any_spacing():
         np.testing.assert_allclose(back, x, atol=ATOL)
 
 
+COGVIDEOX = {**BASE, "_class_name": "CogVideoXDDIMScheduler", "set_alpha_to_one": True, "snr_shift_scale": 3.0}
+
+
+@pytest.mark.parametrize("config", [
+    dict(COGVIDEOX, prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing"),  # 2B/5B
+    dict(COGVIDEOX, prediction_type="epsilon", timestep_spacing="leading"),
+    dict(BASE, _class_name="DDIMScheduler", prediction_type="v_prediction", timestep_spacing="trailing"),
+], ids=["cogvideox-v-zero-snr", "cogvideox-epsilon", "ddim-v"])
+def test_inverse_step_undoes_the_forward_step_for_the_same_output(config):
+    """v-prediction and CogVideoX DDIM: inverse step n-1-i maps forward step i's end back to its start exactly when
+    the model's output is the same (also from ᾱ = 0, the zero-terminal-SNR first step). diffusers'
+    DDIMInverseScheduler reads v at the sample's level instead and misses by O(Δθ²) per step."""
+    n = 7
+    forward = make_schedule(config, n)
+    inverse = inverse_schedule(forward)
+    np.testing.assert_array_equal(inverse.timesteps, forward.timesteps[::-1])
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
+    out = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
+    for i in range(n):
+        there, _ = step(forward, i, x, out)
+        back, _ = step(inverse, n - 1 - i, there, out)
+        np.testing.assert_allclose(back, x, atol=ATOL)
+    if config["_class_name"] == "DDIMScheduler":  # same ᾱ and timesteps as DDIMInverseScheduler
+        reference = diffusers.DDIMInverseScheduler(**{k: v for k, v in config.items() if k != "_class_name"})
+        reference.set_timesteps(n)
+        there, _ = step(forward, n - 2, x, out)
+        back = reference.step(torch.tensor(np.array(out)), reference.timesteps[1], torch.tensor(np.array(there)))
+        assert np.abs(back.prev_sample.numpy() - np.asarray(x)).max() > 1e-3
+
+
 def test_only_deterministic_ddim_inverts():
     with pytest.raises(InversionError, match="EulerDiscreteScheduler"):
         inverse_schedule(make_schedule({**BASE, "_class_name": "EulerDiscreteScheduler"}, 4))
     with pytest.raises(InversionError, match="eta > 0"):
         inverse_schedule(make_schedule({**BASE, "_class_name": "DDIMScheduler"}, 4, eta=0.5))
+    with pytest.raises(InversionError, match="CogVideoXDPMScheduler"):
+        inverse_schedule(make_schedule({**COGVIDEOX, "_class_name": "CogVideoXDPMScheduler"}, 4))
+    with pytest.raises(InversionError, match="zero terminal SNR needs v-prediction"):
+        inverse_schedule(make_schedule({**COGVIDEOX, "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}, 4))
+    with pytest.raises(InversionError, match="needs clip_sample=False"):
+        inverse_schedule(make_schedule({**BASE, "_class_name": "DDIMScheduler", "prediction_type": "v_prediction",
+                                        "clip_sample": True}, 4))
 
 
 @pytest.fixture(scope="module")

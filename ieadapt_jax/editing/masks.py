@@ -6,9 +6,9 @@ inside the mask (1) the target is kept, outside (0) the source is copied, so the
 **Word-influence masks** (P2P LocalBlend-style). LocalBlend thresholds the cross-attention maps of chosen
 words. The maps are never materialised here (DESIGN §2); instead the mask measures what the chosen words
 contribute through cross-attention, per pixel: the source's clean latents are noised to early-step levels, and the
-UNet predicts ε twice, with the source prompt and with the chosen words' text states replaced by the
-negative prompt's states at the same positions (text reaches the UNet only through cross-attention keys and
-values). |ε_prompt − ε_ablated|, averaged over channels and noise levels, is max-pooled over 3x3 pixels,
+denoiser predicts ε (or v) twice, with the source prompt and with the chosen words' text states replaced by the
+negative prompt's states at the same positions (text reaches a UNet only through cross-attention keys and
+values, CogVideoX only through its text tokens in joint attention). |out_prompt − out_ablated|, averaged over channels and noise levels, is max-pooled over 3x3 pixels,
 normalised by each frame's maximum and thresholded, as LocalBlend does with its maps (threshold 0.3); a
 5x5 morphological closing then fills the small holes a thresholded object can have.
 """
@@ -49,13 +49,25 @@ def word_positions(tokenizer, prompt: str, words: str) -> list[int]:
     ids = list(tokenizer(prompt, truncation=False).input_ids)
     positions: list[int] = []
     for word in words.split():
-        pieces = list(tokenizer(word, truncation=False).input_ids)[1:-1]  # without begin/end markers
+        pieces = _word_pieces(tokenizer, word)
         found = [i for i in range(len(ids) - len(pieces) + 1) if pieces and ids[i:i + len(pieces)] == pieces]
         if not found:
             raise EditError(f"mask word {word!r} is not in the source prompt {prompt!r}; name words the prompt uses")
         for start in found:
             positions.extend(range(start, start + len(pieces)))
     return sorted(set(positions))
+
+
+def _word_pieces(tokenizer, word: str) -> list[int]:
+    """The ids of ``word`` without the markers the tokenizer adds to every text (those of the empty text: CLIP's
+    begin and end markers, T5's end marker)."""
+    ids = list(tokenizer(word, truncation=False).input_ids)
+    markers = list(tokenizer("", truncation=False).input_ids)
+    for k in range(len(markers) + 1):  # markers[:k] lead every text, markers[k:] end it
+        head, tail = markers[:k], markers[k:]
+        if len(ids) > len(markers) and ids[:k] == head and ids[len(ids) - len(tail):] == tail:
+            return ids[k:len(ids) - len(tail)]
+    return []
 
 
 def ablate(text: jax.Array, uncond: jax.Array, positions: list[int]) -> jax.Array:
@@ -70,7 +82,7 @@ def word_influence_mask(forward, state, schedule: Schedule, latents, text, ablat
     """float32 [P, F, h, w] binary masks of where the ablated words act (module docstring).
 
     Args:
-        forward, state: a jitted UNet forward and its state (``models.unet_motion.make_forward``).
+        forward, state: a jitted denoiser forward and its state (``models.make_forward``).
         schedule: the run's schedule (noise levels are its timesteps at ``levels`` of the way through).
         latents: [P, F, h, w, C] clean source latents.
         text, ablated: [P, L, D] the source prompts' states, and the same with the mask words ablated.

@@ -18,6 +18,11 @@ A method injects the source rows' tensors into the matching target rows (φ → 
 | p2p | every cross-attention site (prompts token-aligned) | Q, K | Prompt-to-Prompt |
 
 Source rows are never rewired, so the source video is exactly what the source prompt generates alone.
+
+On CogVideoX the self-attention sites are its joint text+video sites (``transformer_blocks.{i}.attn1``): ieadapt
+ranks them by entropy, all takes every one, kv and v inject at the ieadapt sites (the source's keys and values
+there include its text tokens'). tokenflow and p2p need a UNet's decoder and cross-attention sites, which a
+joint-attention DiT does not have (:func:`check_applies` says so before anything runs).
 """
 from __future__ import annotations
 
@@ -70,6 +75,25 @@ def method(name: str) -> Method:
     return METHODS[name]
 
 
+def check_applies(denoiser, name: str) -> Method:
+    """The :class:`Method` called ``name``, or :class:`EditError` when its sites do not exist in ``denoiser``:
+    p2p without cross-attention sites, tokenflow without a UNet decoder (e.g. CogVideoX's joint-attention DiT)."""
+    spec = method(name)
+    table: SiteTable = denoiser.site_table
+    joint = bool(table.select(kind="joint"))
+    if spec.sites == "cross" and not table.select(kind="cross"):
+        why = ("its text and video tokens share joint self-attention sites (transformer_blocks.{i}.attn1), where "
+               "taking the source's Q and K replaces the whole joint map, text included: that is what --method all "
+               "(every site) and ieadapt (the lowest-entropy sites) do") if joint else "it has none"
+        raise EditError(f"method {name!r} injects the source's cross-attention maps (video queries on text keys, token "
+                        f"by token); this model has no cross-attention sites: {why}")
+    if spec.sites == "decoder" and not getattr(denoiser, "up_blocks", None):
+        raise EditError(f"method {name!r} injects at fixed UNet decoder sites (spatial self-attention of up-block "
+                        f"layers {TOKENFLOW_LAYERS[0]}-{TOKENFLOW_LAYERS[1]}); this model has no up blocks"
+                        f"{' (a joint-attention DiT: all its layers are alike)' if joint else ''}: use --method ieadapt or all")
+    return spec
+
+
 def check_ratio(ratio: float) -> float:
     """ρ as a float in (0, 1], or :class:`EditError`."""
     ratio = float(ratio)
@@ -114,7 +138,7 @@ def select_sites(unet, name: str, entropy: np.ndarray | None = None, ratio: floa
     ``entropy`` [sites] is the source's profiled entropy (needed by the entropy-ranked methods); ``sites``
     (names or positions) overrides the method's own choice.
     """
-    rule = method(name).sites
+    rule = check_applies(unet, name).sites
     table: SiteTable = unet.site_table
     if sites is not None:
         return tuple(resolve_sites(table, sites))
@@ -125,10 +149,7 @@ def select_sites(unet, name: str, entropy: np.ndarray | None = None, ratio: floa
     if rule == "self":
         return tuple(table.select(kind="self"))
     if rule == "cross":
-        cross = table.select(kind="cross")
-        if not cross:
-            raise EditError("the p2p method needs cross-attention sites; this model has none")
-        return tuple(cross)
+        return tuple(table.select(kind="cross"))
     return decoder_sites(unet)
 
 

@@ -31,11 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models.unet_motion import make_forward
+from models import make_forward
 
 from ..guidance import profile_entropy
 from ..inversion import Inversion, invert
-from ..pipeline import _decode, _encode_prompts, _latent_size
+from ..pipeline import decode_video, encode_prompts, latent_frames, latent_size
 from ..rewiring import resolve_sites
 from ..sampling import Blend, Drive, make_plan, sample
 from ..schedulers import Schedule, make_schedule, scale_model_input
@@ -44,6 +44,7 @@ from .presets import (
     DEFAULT_RATIO,
     EditError,
     ROWS_PER_PAIR,
+    check_applies,
     check_p2p_prompts,
     check_ratio,
     check_window,
@@ -56,14 +57,22 @@ from .presets import (
 PROFILES = ("first", "run")
 
 
+COGVIDEOX_SCHEDULERS = ("CogVideoXDDIMScheduler", "CogVideoXDPMScheduler")
+
+
 def ddim_config(config: dict) -> dict:
     """The scheduler config editing samples with: DDIM (what inversion needs) on the snapshot's noise schedule.
 
-    A DDIMScheduler config is kept as is; another class's (SD1.5's PNDM, Euler, ...) becomes DDIM with the
-    same betas and x0 clipping off unless the config sets it, as AnimateDiff's documentation recommends.
+    A DDIMScheduler or CogVideoXDDIMScheduler config is kept as is; CogVideoX's DPM becomes CogVideoX DDIM (the
+    same ᾱ, with its SNR shift; DPM draws noise every step, which inversion cannot undo); another class's (SD1.5's
+    PNDM, Euler, ...) becomes DDIM with the same betas and x0 clipping off unless the config sets it, as
+    AnimateDiff's documentation recommends.
     """
-    if config.get("_class_name") == "DDIMScheduler":
+    name = config.get("_class_name")
+    if name in ("DDIMScheduler", "CogVideoXDDIMScheduler"):
         return dict(config)
+    if name in COGVIDEOX_SCHEDULERS:
+        return {**config, "_class_name": "CogVideoXDDIMScheduler"}
     return {**config, "_class_name": "DDIMScheduler", "clip_sample": config.get("clip_sample", False)}
 
 
@@ -85,11 +94,11 @@ class EditResult:
         source_video, edited_video: uint8 [F, H, W, 3]. For a real video the source is the source rows'
             result: the input itself (up to the VAE) when driven by the inversion, else its DDIM reconstruction.
         input_video: uint8 [F, H, W, 3] the real video as read, or None for a generated edit.
-        source_latents, edited_latents: float32 [F, h, w, C] final latents (VAE scaling not undone).
+        source_latents, edited_latents: float32 [f, h, w, C] final latents (VAE scaling not undone).
         method, ratio: the method and ρ.
         sites: names of the injected sites, in forward order; site_positions: their table positions.
         entropy: float64 [sites] the source's profiled entropy per site of the table (NaN where not profiled).
-        mask: float32 [F, h, w] the latent-resolution blend mask (1 = edited region), or None.
+        mask: float32 [f, h, w] the latent-resolution blend mask (1 = edited region), or None.
         metrics: "reconstruction_psnr" (real videos: input vs source video, dB) and "vae_psnr" (input vs its
             VAE round trip) where they apply.
         timings: seconds per phase ("text", "encode", "invert", "profile", "mask", "sample", "decode", "total");
@@ -130,7 +139,7 @@ class BatchEdit:
 
 def encode_text(components, prompts: list[str], negative_prompt: str = "") -> tuple[jax.Array, jax.Array]:
     """(negative prompt states [L, D], prompt states [N, L, D]) through the components' tokenizer and encoder."""
-    states = _encode_prompts(components, [negative_prompt] + list(prompts), None)  # [1 + N, L, D]
+    states = encode_prompts(components, [negative_prompt] + list(prompts), None)  # [1 + N, L, D]
     return states[0], states[1:]
 
 
@@ -161,7 +170,7 @@ def edit_batch(
     """Edit P pairs in one sampling run (steps 2–5 of the module docstring).
 
     Args:
-        components: pipeline components (``load_animatediff``, ``toy.load_default``, ...).
+        components: pipeline components (``load_animatediff``, ``load_cogvideox``, ``toy.load_default``, ...).
         sources, targets: P source and P target prompts.
         x_t: [P, F, h, w, C] initial latents of each pair (already scaled by ``schedule.init_noise_sigma``):
             fresh noise, or ``inversion.noise``.
@@ -183,9 +192,9 @@ def edit_batch(
         timings: a dict that receives the seconds of "profile", "mask" and "sample".
     """
     timings = {} if timings is None else timings
-    unet = components.unet
-    table = unet.site_table
-    spec = get_method(method)
+    denoiser = components.denoiser
+    table = denoiser.site_table
+    spec = check_applies(denoiser, method)
     ratio = check_ratio(ratio)
     check_window(window, schedule.num_steps)
     if profile not in PROFILES:
@@ -212,23 +221,23 @@ def edit_batch(
     if profile == "run" and inversion is not None:
         entropy = _cond_entropy(inversion.records, inversion.record_sites, table, pairs)
     elif profile == "run" or (mask_words is not None and source_x0 is None):
-        source_x0, entropy = generate_batch(unet, schedule, x_t, uncond, src_text, guidance_scale,
+        source_x0, entropy = generate_batch(denoiser, schedule, x_t, uncond, src_text, guidance_scale,
                                             record="self" if profile == "run" else False, backend=backend,
                                             progress=progress)
     else:
         entropy = None
     if entropy is None:
         first = scale_model_input(schedule, 0, x_t)  # [P, ...]
-        entropy = np.stack([profile_entropy(unet, first[p:p + 1], schedule.timesteps[0], src_text[p:p + 1],
+        entropy = np.stack([profile_entropy(denoiser, first[p:p + 1], schedule.timesteps[0], src_text[p:p + 1],
                                             kind="self", backend=backend) for p in range(pairs)])  # [P, sites]
-    pair_sites = [select_sites(unet, method, entropy[p], ratio, sites) for p in range(pairs)]
+    pair_sites = [select_sites(denoiser, method, entropy[p], ratio, sites) for p in range(pairs)]
     timings["profile"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     if mask_words is not None:
         positions = [word_positions(components.tokenizer, source, mask_words) for source in sources]
         ablated = jnp.stack([ablate(src_text[p], uncond, positions[p]) for p in range(pairs)])
-        forward, state = make_forward(unet, backend=backend)
+        forward, state = make_forward(denoiser, backend=backend)
         masks = word_influence_mask(forward, state, schedule, source_x0, src_text, ablated, seed=seed)
     timings["mask"] = time.perf_counter() - tick
 
@@ -237,7 +246,7 @@ def edit_batch(
     rows_text = jnp.stack([row for p in range(pairs) for row in (uncond, src_text[p], uncond, tgt_text[p])])
     rewiring = edit_rewiring(table, pair_sites, spec.tensors, schedule.num_steps, window)
     active = None if all_sites_active else sorted(set().union(*pair_sites))
-    plan = make_plan(unet, row_video, active=active, backend=backend, progress=progress)
+    plan = make_plan(denoiser, row_video, active=active, backend=backend, progress=progress)
     latents = jnp.stack([x_t, x_t], axis=1).reshape((2 * pairs,) + x_t.shape[1:])  # [2P, ...]: source, target
     drive = None
     if inversion is not None and drive_source:
@@ -246,7 +255,7 @@ def edit_batch(
     if masks is not None:
         steps_mask = np.broadcast_to(masks[None, ..., None], (schedule.num_steps,) + masks.shape + (1,))
         blend = Blend(np.arange(1, 2 * pairs, 2), np.arange(0, 2 * pairs, 2), steps_mask)
-    out = sample(unet, plan, schedule, latents, rows_text, weights, rewiring, drive=drive, blend=blend)
+    out = sample(denoiser, plan, schedule, latents, rows_text, weights, rewiring, drive=drive, blend=blend)
     final = np.asarray(out.latents).reshape((pairs, 2) + tuple(x_t.shape[1:]))  # [P, 2, F, h, w, C]
     timings["sample"] = time.perf_counter() - tick
     return BatchEdit(final[:, 0], final[:, 1], entropy, pair_sites, masks)
@@ -255,7 +264,8 @@ def edit_batch(
 def generate_batch(unet, schedule, x_t, uncond, text, guidance_scale, *, record=False, backend="auto", progress=True):
     """P videos generated alone with classifier-free guidance (rows [φ_0..φ_{P-1}, c_0..c_{P-1}]), as the source
     rows of an edit are: (final latents [P, ...], entropy of the conditional rows averaged over steps [P, sites]
-    when ``record`` asks for it, else None). x_t [P, ...] initial latents, uncond [L, D], text [P, L, D]."""
+    when ``record`` asks for it, else None). ``unet``: the denoiser (``components.denoiser``); x_t [P, ...]
+    initial latents, uncond [L, D], text [P, L, D]."""
     pairs = x_t.shape[0]
     eye = np.eye(pairs, dtype=np.float32)
     weights = np.concatenate([(1.0 - guidance_scale) * eye, guidance_scale * eye], axis=1)  # [P, 2P]
@@ -285,16 +295,40 @@ def _encode(graphdef, state, frames):
 
 
 def encode_video(vae, video: np.ndarray) -> jax.Array:
-    """Clean latents [F, h, w, C] (times the VAE scaling factor) of a uint8 video [F, H, W, 3]."""
+    """Clean latents [f, h, w, C] (times the VAE scaling factor) of a uint8 video [F, H, W, 3]: f = F for an image
+    VAE (AnimateDiff), (F − 1)/4 + 1 for CogVideoX's causal 3D VAE (frame-chunked, as diffusers encodes)."""
     frames = jnp.asarray(video, jnp.float32) / 127.5 - 1.0  # [F, H, W, 3] in [-1, 1]
     graphdef, state = nnx.split(vae)
     return _encode(graphdef, state, frames) * vae.config.scaling_factor
 
 
 def decode_latents(vae, latents) -> np.ndarray:
-    """uint8 [F, H, W, 3] video of latents [F, h, w, C] (times the VAE scaling factor)."""
+    """uint8 [F, H, W, 3] video of latents [f, h, w, C] (times the VAE scaling factor)."""
     graphdef, state = nnx.split(vae)
-    return np.asarray(_decode(graphdef, state, jnp.asarray(latents) / vae.config.scaling_factor))
+    return np.asarray(decode_video(graphdef, state, jnp.asarray(latents) / vae.config.scaling_factor))
+
+
+def _time_ratio(components) -> int:
+    """How many frames the VAE packs into one latent frame after the first (1 for an image VAE, 4 for CogVideoX's)."""
+    return int(getattr(components.vae.config, "temporal_compression_ratio", 1))
+
+
+def _check_frames(components, num_frames: int) -> None:
+    """Raise :class:`EditError` unless a real video of ``num_frames`` frames comes back from the VAE whole."""
+    ratio = _time_ratio(components)
+    if (num_frames - 1) % ratio:
+        fewer = (num_frames - 1) // ratio * ratio + 1
+        raise EditError(f"the VAE compresses time {ratio}x (frame 1, then {ratio} frames per latent frame), so a real "
+                        f"video needs {ratio}k + 1 frames; got {num_frames}: use {fewer} (--frames {fewer})")
+
+
+def _latent_frame_mask(mask: np.ndarray, frames: int, ratio: int) -> np.ndarray:
+    """[f, H, W] a pixel mask [F, H, W] over f latent frames of a VAE packing ``ratio`` frames into each latent
+    frame after the first: frame 0 alone, then groups of ``ratio`` frames averaged (frames past the
+    1 + (f − 1)·ratio the video decodes to are dropped)."""
+    kept = mask[1:1 + (frames - 1) * ratio]  # [(f - 1)·ratio, H, W]
+    grouped = kept.reshape((frames - 1, ratio) + mask.shape[1:]).mean(axis=1)  # [f - 1, H, W]
+    return np.concatenate([mask[:1], grouped])
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -330,14 +364,16 @@ def edit(
     """Edit one video from ``source`` to ``target`` (module docstring): a generated one, or ``video``.
 
     Args:
-        components: pipeline components.
+        components: pipeline components (``load_animatediff``, ``load_cogvideox``, ``toy.load_default``, ...).
         source, target: the source and target prompts.
         video: uint8 [F, H, W, 3] a real video to edit (``ieadapt_jax.video_io.read_video`` at the model's
-            size), or None to generate the source from ``seed`` (Algorithm 1).
+            size), or None to generate the source from ``seed`` (Algorithm 1). CogVideoX's VAE compresses time
+            4x, so there F must be 4k + 1 (9, 13, ..., 49) for the edit to have the input's frames.
         method, ratio, sites, window, profile: see :func:`edit_batch`.
-        num_frames, height, width: the generated video's size (a real video's own size is used).
+        num_frames, height, width: the generated video's size (a real video's own size is used); CogVideoX
+            makes (F − 1)//4 + 1 latent frames, decoded to 4·that − 3 frames (F itself when F = 4k + 1).
         num_inference_steps, guidance_scale, negative_prompt: DDIM steps (:func:`ddim_config`; for a real video
-            :func:`inversion_config`), ω and φ.
+            :func:`inversion_config`; CogVideoX DDIM with v-prediction on CogVideoX), ω and φ.
         seed: seeds the noise (generated videos) and the word-influence mask.
         mask: float [F, H, W] in [0, 1] a pixel-resolution mask of the region to edit (``video_io.read_mask``);
             the background outside it is kept from the source. None: no blending.
@@ -351,7 +387,7 @@ def edit(
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    unet, vae = components.unet, components.vae
+    denoiser, vae = components.denoiser, components.vae
     config = ddim_config(components.scheduler_config) if video is None else inversion_config(components.scheduler_config)
     schedule = make_schedule(config, num_inference_steps)
     input_video = None
@@ -361,40 +397,42 @@ def edit(
         if input_video.ndim != 4 or input_video.shape[-1] != 3 or input_video.dtype != np.uint8:
             raise EditError(f"video must be uint8 [F, H, W, 3], got {input_video.dtype} {list(input_video.shape)}")
         num_frames, height, width = input_video.shape[:3]
-    latent_h, latent_w = _latent_size(components, height, width)
-    shape = (num_frames, latent_h, latent_w, unet.config.in_channels)
+        _check_frames(components, num_frames)
+    latent_h, latent_w = latent_size(components, height, width)
+    shape = (latent_frames(components, num_frames), latent_h, latent_w, denoiser.config.in_channels)
     check_ratio(ratio)
     check_window(window, num_inference_steps)
-    get_method(method)
+    check_applies(denoiser, method)
     if method == "p2p":
         check_p2p_prompts(components.tokenizer, source, target)
     if mask_words is not None:
         word_positions(components.tokenizer, source, mask_words)
     if sites is not None:
-        resolve_sites(unet.site_table, sites)
-
-    tick = time.perf_counter()
-    metrics: dict[str, float] = {}
-    if input_video is not None:
-        x0 = encode_video(vae, input_video)  # [F, h, w, C]
-        timings["encode"] = time.perf_counter() - tick
-        metrics["vae_psnr"] = psnr(input_video, decode_latents(vae, x0))
-        tick = time.perf_counter()
-        _, src_text = encode_text(components, [source], negative_prompt)
-        inversion = invert(unet, schedule, x0[None], src_text, record="self" if profile == "run" else False,
-                           backend=backend, progress=progress)
-        x_t = inversion.noise  # [1, F, h, w, C]
-        timings["invert"] = time.perf_counter() - tick
-    else:
-        noise = jax.random.normal(jax.random.PRNGKey(seed), shape, jnp.float32)
-        x_t = noise[None] * schedule.init_noise_sigma  # [1, F, h, w, C]
+        resolve_sites(denoiser.site_table, sites)
 
     pixel_mask = None
     if mask is not None:
         pixel_mask = np.asarray(mask, np.float32)
         if pixel_mask.shape != (num_frames, height, width):
             raise EditError(f"mask must be [F, H, W] = {[num_frames, height, width]}, got {list(pixel_mask.shape)}")
-        pixel_mask = latent_mask(pixel_mask, (latent_h, latent_w))[None]  # [1, F, h, w]
+        pixel_mask = _latent_frame_mask(pixel_mask, shape[0], _time_ratio(components))  # [f, H, W]
+        pixel_mask = latent_mask(pixel_mask, (latent_h, latent_w))[None]  # [1, f, h, w]
+
+    tick = time.perf_counter()
+    metrics: dict[str, float] = {}
+    if input_video is not None:
+        x0 = encode_video(vae, input_video)  # [f, h, w, C]
+        timings["encode"] = time.perf_counter() - tick
+        metrics["vae_psnr"] = psnr(input_video, decode_latents(vae, x0))
+        tick = time.perf_counter()
+        _, src_text = encode_text(components, [source], negative_prompt)
+        inversion = invert(denoiser, schedule, x0[None], src_text, record="self" if profile == "run" else False,
+                           backend=backend, progress=progress)
+        x_t = inversion.noise  # [1, f, h, w, C]
+        timings["invert"] = time.perf_counter() - tick
+    else:
+        noise = jax.random.normal(jax.random.PRNGKey(seed), shape, jnp.float32)
+        x_t = noise[None] * schedule.init_noise_sigma  # [1, f, h, w, C]
 
     batch = edit_batch(components, [source], [target], x_t, schedule, method=method, ratio=ratio, sites=sites,
                        window=window, profile=profile, guidance_scale=guidance_scale,
@@ -408,7 +446,7 @@ def edit(
     if input_video is not None:
         metrics["reconstruction_psnr"] = psnr(input_video, source_video)
     timings["total"] = time.perf_counter() - start
-    table = unet.site_table
+    table = denoiser.site_table
     chosen = batch.sites[0]
     config = dict(source=source, target=target, method=method, ratio=ratio, window=window, profile=profile,
                   num_frames=num_frames, height=height, width=width, num_inference_steps=num_inference_steps,
@@ -416,7 +454,7 @@ def edit(
                   real_video=input_video is not None, drive_source=drive_source and input_video is not None,
                   mask="words" if mask_words else ("given" if mask is not None else None), mask_words=mask_words,
                   sites_given=sites is not None, tensors=get_method(method).tensors, rows_per_pair=ROWS_PER_PAIR,
-                  scheduler=f"DDIMScheduler on {components.scheduler_config.get('_class_name')}'s noise schedule",
+                  scheduler=f"{config['_class_name']} on {components.scheduler_config.get('_class_name')}'s noise schedule",
                   clip_sample=bool(config.get("clip_sample", True)))
     return EditResult(
         source_video=source_video, edited_video=edited_video, input_video=input_video,

@@ -43,7 +43,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ..pipeline import _decode, _encode_prompts, _latent_frames, _latent_size
+from ..pipeline import decode_video, encode_prompts, latent_frames, latent_size
 from ..sampling import SamplingPlan, denoise, make_plan
 from ..schedulers import make_schedule
 from .definition import (
@@ -191,7 +191,7 @@ def run_sweep(
                      active=_active_sites(definition, table), backend=backend, progress=False)
     schedule = make_schedule(scheduler_config(components, definition), definition.num_inference_steps, eta=definition.eta)
     latent_shape = _latent_shape(components, definition)
-    texts = _encode_prompts(components, list(definition.prompts) + [definition.negative_prompt], None)  # [P + 1, L, D]
+    texts = encode_prompts(components, list(definition.prompts) + [definition.negative_prompt], None)  # [P + 1, L, D]
     states = setup_metrics(chosen, metrics_weights, definition.prompts)
 
     replicated = NamedSharding(mesh, P())
@@ -301,7 +301,7 @@ def _generate_fn(mesh: Mesh, model_graphdef, vae_graphdef, plan: SamplingPlan, l
             return latents[0], stacked.astype(jnp.float32)
 
         latents, records = jax.vmap(one)(keys, prompt, rewiring)  # [c, F, h, w, C], [c, steps, S', 5]
-        videos = jax.lax.map(lambda z: _decode(vae_graphdef, vae_state, z / scaling_factor), latents)
+        videos = jax.lax.map(lambda z: decode_video(vae_graphdef, vae_state, z / scaling_factor), latents)
         return videos, records
 
     sharded = P(AXIS)
@@ -435,8 +435,8 @@ def _active_sites(definition: SweepDefinition, table) -> tuple[int, ...]:
 
 
 def _latent_shape(components, definition: SweepDefinition) -> tuple[int, int, int, int]:
-    h, w = _latent_size(components, definition.height, definition.width)
-    return (_latent_frames(components, definition.num_frames), h, w, components.denoiser.config.in_channels)
+    h, w = latent_size(components, definition.height, definition.width)
+    return (latent_frames(components, definition.num_frames), h, w, components.denoiser.config.in_channels)
 
 
 def _baseline_entropy(done: dict, baselines: Sequence[Config], table) -> dict:
