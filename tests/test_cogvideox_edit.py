@@ -16,7 +16,7 @@ from PIL import Image
 
 import ieadapt_jax as ia
 from ieadapt_jax.edit import OUTPUTS, main
-from ieadapt_jax.editing import EditError, edit, encode_text, encode_video
+from ieadapt_jax.editing import EditError, edit, encode_text, encode_video, word_positions
 from ieadapt_jax.sampling import make_plan, sample
 from ieadapt_jax.schedulers import make_schedule
 from ieadapt_jax.video_io import read_video, write_video
@@ -75,9 +75,17 @@ def test_generated_edit_injects_source_maps_at_the_lowest_entropy_joint_site(cog
 
 def test_real_video_inverts_with_v_prediction_and_the_driven_source_is_exact(cog, clip):
     """VAE-encode (3D, frame-chunked), invert with v-prediction through the sampling loop, edit; the source rows
-    follow the stored trajectory, so the source's latents are the input's and its video the VAE round trip."""
-    result = edit(cog, SOURCE, TARGET, video=clip, profile="run", num_inference_steps=3, guidance_scale=6.0,
+    follow the stored trajectory, so the source's latents are the input's and its video the VAE round trip. A pixel
+    mask [9, H, W] is pooled as the VAE packs frames: frame 0 alone, then frames 1-4 and 5-8."""
+    mask = np.zeros((9, 32, 32), np.float32)
+    mask[1:5, :, 16:] = 1.0
+    mask[5:7] = 1.0
+    result = edit(cog, SOURCE, TARGET, video=clip, profile="run", mask=mask, num_inference_steps=3, guidance_scale=6.0,
                   progress=False)
+    expected = np.zeros((3, 8, 8), np.float32)
+    expected[1, :, 4:] = 1.0
+    expected[2] = 0.5
+    np.testing.assert_array_equal(result.mask, expected)
     x0 = encode_video(cog.vae, clip)  # [3, 8, 8, 4]
     np.testing.assert_array_equal(result.source_latents, x0)
     assert result.metrics["reconstruction_psnr"] == result.metrics["vae_psnr"] and np.isfinite(result.metrics["vae_psnr"])
@@ -85,6 +93,17 @@ def test_real_video_inverts_with_v_prediction_and_the_driven_source_is_exact(cog
     assert np.abs(result.edited_latents - x0).max() > 1e-3
     with pytest.raises(EditError, match=r"needs 4k \+ 1 frames; got 8: use 5 \(--frames 5\)"):
         edit(cog, SOURCE, TARGET, video=clip[:8], **RUN)
+
+
+def test_word_mask_from_t5_tokens_and_a_run_profile(cog):
+    """T5 adds only an end marker, so "cat" is token 1 of "a cat runs"; the word-influence mask ablates it in joint
+    attention's text tokens and comes out per latent frame; the run profile averages every joint site's entropy."""
+    assert word_positions(cog.tokenizer, SOURCE, "cat runs") == [1, 2]
+    with pytest.raises(EditError, match="mask word 'dog' is not in the source prompt"):
+        word_positions(cog.tokenizer, SOURCE, "dog")
+    result = edit(cog, SOURCE, TARGET, mask_words="cat", profile="run", **SIZE, **RUN)
+    assert result.mask.shape == (3, 8, 8) and set(np.unique(result.mask)) <= {0.0, 1.0} and result.mask.max() == 1.0
+    assert result.config["mask"] == "words" and np.all(np.isfinite(result.entropy))
 
 
 @pytest.mark.parametrize("method, message", [
