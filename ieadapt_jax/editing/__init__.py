@@ -7,6 +7,10 @@
                   "a large blue circle moving right on a white background", height=32, width=32,
                   guidance_scale=5.0)
 
+The same call edits with AnimateDiff or CogVideoX components (``ia.load_cogvideox(...)``: its joint text+video
+attention sites are the self-attention sites ranked by entropy; a real video of 4k + 1 frames is encoded by its
+causal 3D VAE and DDIM-inverted with v-prediction).
+
 :mod:`.presets`: the row layout, methods (ieadapt, all, tokenflow, kv, v, p2p) and their rewirings;
 :mod:`.run`: the edit itself (generated or real videos); :mod:`.masks`: background-preserving masks;
 :mod:`.toy_scores`: weight-free scores of an edit in the toy world.
@@ -18,6 +22,7 @@ from .presets import (
     ROW_NAMES,
     EditError,
     Method,
+    check_applies,
     check_p2p_prompts,
     decoder_sites,
     edit_rewiring,
@@ -48,6 +53,7 @@ __all__ = [
     "EditError",
     "EditResult",
     "Method",
+    "check_applies",
     "check_p2p_prompts",
     "ddim_config",
     "decode_latents",

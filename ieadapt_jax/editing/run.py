@@ -295,11 +295,11 @@ def _encode(graphdef, state, frames):
 
 
 def encode_video(vae, video: np.ndarray) -> jax.Array:
-    """Clean latents [f, h, w, C] (times the VAE scaling factor) of a uint8 video [F, H, W, 3]: f = F for an image
-    VAE (AnimateDiff), (F − 1)/4 + 1 for CogVideoX's causal 3D VAE (frame-chunked, as diffusers encodes)."""
+    """float32 clean latents [f, h, w, C] (times the VAE scaling factor) of a uint8 video [F, H, W, 3]: f = F for an
+    image VAE (AnimateDiff), (F − 1)/4 + 1 for CogVideoX's causal 3D VAE (frame-chunked, as diffusers encodes)."""
     frames = jnp.asarray(video, jnp.float32) / 127.5 - 1.0  # [F, H, W, 3] in [-1, 1]
     graphdef, state = nnx.split(vae)
-    return _encode(graphdef, state, frames) * vae.config.scaling_factor
+    return _encode(graphdef, state, frames).astype(jnp.float32) * vae.config.scaling_factor
 
 
 def decode_latents(vae, latents) -> np.ndarray:
