@@ -333,11 +333,13 @@ def _chunked(q, k, v, bias, causal, scale, want_entropy, q_chunk, k_chunk):
                 t = t * corr + jnp.sum(jnp.where(visible, p * jnp.where(visible, s, 0.0), 0.0), axis=-1)
             return (m_new, l, t, acc), None
 
+        # full_like(qblk, ...): inside shard_map the carry then varies over the manual axes qblk varies over,
+        # as the carry the loop body returns does
         init = (
-            jnp.full((B, H, qc), -jnp.inf, acc_dtype),
-            jnp.zeros((B, H, qc), acc_dtype),
-            jnp.zeros((B, H, qc), acc_dtype),
-            jnp.zeros((B, qc, H, Dv), acc_dtype),
+            jnp.full_like(qblk, -jnp.inf, acc_dtype, shape=(B, H, qc)),
+            jnp.full_like(qblk, 0.0, acc_dtype, shape=(B, H, qc)),
+            jnp.full_like(qblk, 0.0, acc_dtype, shape=(B, H, qc)),
+            jnp.full_like(qblk, 0.0, acc_dtype, shape=(B, qc, H, Dv)),
         )
         (m, l, t, acc), _ = jax.lax.scan(key_step, init, (jnp.arange(nkb), kb, vb))
         l_safe = jnp.where(l > 0, l, 1.0)
