@@ -24,7 +24,7 @@ EVAL_FOLDER = "eval"
 
 def _parser() -> argparse.ArgumentParser:
     from .model import ARCHS
-    from .train import LOSS_WEIGHTINGS, PRECISIONS, TrainConfig
+    from .train import LOSS_WEIGHTINGS, NOISES, PRECISIONS, TrainConfig
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m ieadapt_jax.toy", description=__doc__.split("\n")[0])
@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS, default=defaults.loss_weighting,
                        help="eps: plain ε-MSE; v: ε-MSE/ᾱ_t (the v-prediction loss), which makes the noisiest "
                             "steps, where motion must come from the caption, count")
+    train.add_argument("--noise", choices=NOISES, default=defaults.noise,
+                       help="training noise: white, or pyramid (per-frame multi-scale; hides object positions "
+                            "at more timesteps)")
+    train.add_argument("--min-timestep", type=int, default=defaults.min_timestep,
+                       help="lowest training timestep drawn (default 0: all)")
     train.add_argument("--init-from", default=None, metavar="SNAPSHOT",
                        help="start from a toy-model snapshot folder (fine-tune) instead of random weights")
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
@@ -81,7 +86,8 @@ def _train(args, parser) -> None:
         config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
                              arch=args.arch, precision=args.precision, checkpoint_every=args.checkpoint_every,
                              attention_backend=args.attention_backend, ema_decay=args.ema_decay,
-                             loss_weighting=args.loss_weighting, init_from=args.init_from)
+                             loss_weighting=args.loss_weighting, noise=args.noise,
+                             min_timestep=args.min_timestep, init_from=args.init_from)
         result = train(config, args.out, max_minutes=args.max_minutes, progress=not args.quiet,
                        devices=args.devices)
     except TrainError as e:

@@ -20,7 +20,9 @@ timesteps with SD's schedule and regress the UNet's ε on the noise (MSE, weight
 written through ε, so the noisiest timesteps, where only the caption can say how an object moves, are not
 drowned out by the easy ones; the model still predicts ε). The UNet and the text encoder
 train together with AdamW (linear warmup, cosine decay to 10%, global-norm clipping) on fp32 master
-parameters; the forward runs in ``precision`` (bf16 by default). ``init_from`` starts the parameters from a
+parameters; the forward runs in ``precision`` (bf16 by default). ``noise`` is the
+training noise (:func:`training_noise`; sampling always starts from white noise) and ``min_timestep`` the
+lowest timestep drawn. ``init_from`` starts the parameters from a
 toy-model snapshot folder (fine-tuning) instead of the seed. An exponential moving average of the
 parameters (decay ``ema_decay``, warmed up as min(decay, (1 + step) / (10 + step))) is what
 :func:`export` writes.
@@ -53,6 +55,8 @@ LOSS_PLOT = "loss.png"
 CHECKPOINTS = "checkpoints"
 PRECISIONS = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
 LOSS_WEIGHTINGS = ("eps", "v")
+NOISES = ("white", "pyramid")
+PYRAMID_DISCOUNT = 0.8
 
 
 class TrainError(ValueError):
@@ -79,6 +83,8 @@ class TrainConfig:
     attention_backend: str = "auto"
     ema_decay: float = 0.999
     loss_weighting: str = "eps"
+    noise: str = "white"
+    min_timestep: int = 0
     init_from: str | None = None
 
     def __post_init__(self):
@@ -93,6 +99,11 @@ class TrainConfig:
                 raise TrainError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise TrainError(f"unknown loss weighting {self.loss_weighting!r}; choose one of {', '.join(LOSS_WEIGHTINGS)}")
+        if self.noise not in NOISES:
+            raise TrainError(f"unknown noise {self.noise!r}; choose one of {', '.join(NOISES)}")
+        if not 0 <= self.min_timestep < toy_model.SCHEDULER_CONFIG["num_train_timesteps"]:
+            raise TrainError(f"min_timestep must be in [0, {toy_model.SCHEDULER_CONFIG['num_train_timesteps']}), "
+                             f"got {self.min_timestep}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise TrainError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.caption_dropout < 1.0 or not 0.0 <= self.two_object_fraction <= 1.0:
@@ -280,6 +291,25 @@ def ema_decay(config: TrainConfig, step: jax.Array) -> jax.Array:
     return jnp.minimum(config.ema_decay, (1.0 + step) / (10.0 + step))
 
 
+def training_noise(kind: str, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """float32 ``shape`` [B, F, H, W, C] unit-variance noise: "white" (i.i.d. normal) or "pyramid" (per frame,
+    i.i.d. normal draws at H/2^k x W/2^k for every k down to one pixel, repeated up to full size, weighted
+    by ``PYRAMID_DISCOUNT``^k and normalised), which hides the low frequencies (where each frame's object
+    position lies) at more timesteps than white noise does."""
+    if kind == "white":
+        return jax.random.normal(key, shape, jnp.float32)
+    b, f, h, w, c = shape
+    levels = int(np.log2(min(h, w))) + 1
+    total, norm = jnp.zeros(shape, jnp.float32), 0.0
+    for level, k in enumerate(jax.random.split(key, levels)):
+        s = 2 ** level
+        draw = jax.random.normal(k, (b, f, -(-h // s), -(-w // s), c), jnp.float32)
+        up = jnp.repeat(jnp.repeat(draw, s, axis=2), s, axis=3)[:, :, :h, :w]  # [B, F, H, W, C]
+        total = total + PYRAMID_DISCOUNT ** level * up
+        norm += PYRAMID_DISCOUNT ** (2 * level)
+    return total / np.sqrt(norm)
+
+
 def loss_weights(config: TrainConfig, schedule, t: jax.Array) -> jax.Array:
     """float32 [B]: each sample's weight on its ε-MSE; 1 for "eps", 1/ᾱ_t for "v" (the v-prediction loss:
     |v̂ − v|² = |ε̂ − ε|²/ᾱ_t at a fixed x_t)."""
@@ -317,8 +347,8 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
     def train_step(state: TrainState, key: jax.Array) -> tuple[TrainState, jax.Array]:
         k_data, k_time, k_noise = jax.random.split(jax.random.fold_in(key, state.step), 3)
         videos, ids = training_batch(k_data, config.batch, config.caption_dropout, config.two_object_fraction)
-        t = jax.random.randint(k_time, (config.batch,), 0, num_train)
-        noise = jax.random.normal(k_noise, videos.shape, jnp.float32)
+        t = jax.random.randint(k_time, (config.batch,), config.min_timestep, num_train)
+        noise = training_noise(config.noise, k_noise, videos.shape)
         videos, ids, t, noise = jax.lax.with_sharding_constraint((videos, ids, t, noise), split)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, videos, ids, t, noise)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
