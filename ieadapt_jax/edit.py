@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--guidance-scale", type=float, default=None,
                       help=f"classifier-free guidance ω (default: the toy snapshot's, {REAL_VIDEO_GUIDANCE} for a real video "
                            f"with the toy model, {ANIMATEDIFF_GUIDANCE} for AnimateDiff, {COGVIDEOX_GUIDANCE} for CogVideoX)")
+    edit.add_argument("--dynamic-cfg", action="store_true",
+                      help="CogVideoX's dynamic CFG: ω rises over the steps (diffusers' use_dynamic_cfg; needs ω > 1)")
     edit.add_argument("--negative-prompt", default="", help="text of the unconditional rows")
     edit.add_argument("--seed", type=int, default=0, help="seed of the noise (generated videos) and masks")
 
@@ -268,6 +270,7 @@ def _run(args, components, settings: dict, out: Path) -> dict:
         components, settings["source"], settings["target"], video=video, method=args.method, ratio=args.ratio,
         sites=args.sites, window=window, profile=args.profile, num_frames=frames, height=settings["height"],
         width=settings["width"], num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+        use_dynamic_cfg=args.dynamic_cfg,
         negative_prompt=args.negative_prompt, seed=args.seed, mask=mask, mask_words=args.mask_words,
         drive_source=not args.no_drive_source, backend=args.backend, progress=not args.quiet,
     )

@@ -95,6 +95,17 @@ def test_real_video_inverts_with_v_prediction_and_the_driven_source_is_exact(cog
         edit(cog, SOURCE, TARGET, video=clip[:8], **RUN)
 
 
+def test_dynamic_cfg_gives_each_video_one_guidance_weight_per_step(cog):
+    """With use_dynamic_cfg the source is text_to_video's dynamic-CFG generation; ω ≤ 1 is refused."""
+    result = edit(cog, SOURCE, TARGET, use_dynamic_cfg=True, **SIZE, **RUN)
+    reference = ia.text_to_video(cog, SOURCE, seed=0, decode=False, use_dynamic_cfg=True, **SIZE, **RUN)
+    np.testing.assert_allclose(result.source_latents, reference.latents, atol=2e-4)
+    plain = ia.text_to_video(cog, SOURCE, seed=0, decode=False, **SIZE, **RUN)
+    assert np.abs(reference.latents - plain.latents).max() > 1e-3 and result.config["use_dynamic_cfg"]
+    with pytest.raises(EditError, match="dynamic CFG needs a guidance scale above 1"):
+        edit(cog, SOURCE, TARGET, use_dynamic_cfg=True, **SIZE, **{**RUN, "guidance_scale": 1.0})
+
+
 def test_word_mask_from_t5_tokens_and_a_run_profile(cog):
     """T5 adds only an end marker, so "cat" is token 1 of "a cat runs"; the word-influence mask ablates it in joint
     attention's text tokens and comes out per latent frame; the run profile averages every joint site's entropy."""
@@ -125,11 +136,12 @@ def test_cli_edits_a_real_video_with_a_mask_and_reports_joint_sites(snapshot, cl
     out = tmp_path / "out"
     argv = ["--model", "cogvideox", "--pretrained", str(snapshot), "--source", SOURCE, "--target", TARGET,
             "--video", str(tmp_path / "clip.gif"), "--mask", str(tmp_path / "mask.png"), "--method", "kv",
-            "--dtype", "bfloat16", *CLI_SIZE]
+            "--dtype", "bfloat16", "--dynamic-cfg", *CLI_SIZE]
     assert main(argv + ["--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["kind"] == "cogvideox" and report["config"]["guidance_scale"] == 6.0
+    assert report["config"]["use_dynamic_cfg"]
     assert report["config"]["real_video"] and report["config"]["mask"] == "given" and report["config"]["tensors"] == "kv"
     assert [s["kind"] for s in report["entropy"]] == ["joint", "joint"] and len(report["chosen_sites"]) == 1
     assert report["chosen_sites"][0]["name"].startswith("transformer_blocks.")

@@ -33,7 +33,7 @@ from flax import nnx
 
 from models import make_forward
 
-from ..guidance import profile_entropy
+from ..guidance import dynamic_cfg_scales, profile_entropy
 from ..inversion import Inversion, invert
 from ..pipeline import decode_video, encode_prompts, latent_frames, latent_size
 from ..rewiring import resolve_sites
@@ -156,6 +156,7 @@ def edit_batch(
     window: tuple[int, int] | None = None,
     profile: str = "first",
     guidance_scale: float = 7.5,
+    use_dynamic_cfg: bool = False,
     negative_prompt: str = "",
     inversion: Inversion | None = None,
     drive_source: bool = True,
@@ -180,6 +181,8 @@ def edit_batch(
         window: inject only at steps in [start, stop) (None: every step).
         profile: "first" or "run" (module docstring).
         guidance_scale: ω of both videos' classifier-free guidance.
+        use_dynamic_cfg: CogVideoX's dynamic CFG: ω changes per step (:func:`ieadapt_jax.guidance.dynamic_cfg_scales`
+            with ω = ``guidance_scale``), for both videos and for the source's own run.
         negative_prompt: the φ text of the unconditional rows.
         inversion: the sources' :class:`Inversion` (real videos), or None (generated).
         drive_source: with an inversion, make the source rows follow its trajectory.
@@ -207,6 +210,7 @@ def edit_batch(
             check_p2p_prompts(components.tokenizer, source, target)
     if mask_words is not None and masks is not None:
         raise EditError("give a mask or mask words, not both")
+    omegas = _step_scales(schedule, guidance_scale, use_dynamic_cfg)
     uncond, text = encode_text(components, list(sources) + list(targets), negative_prompt)
     src_text, tgt_text = text[:pairs], text[pairs:]
     x_t = jnp.asarray(x_t, jnp.float32)
@@ -221,7 +225,7 @@ def edit_batch(
     if profile == "run" and inversion is not None:
         entropy = _cond_entropy(inversion.records, inversion.record_sites, table, pairs)
     elif profile == "run" or (mask_words is not None and source_x0 is None):
-        source_x0, entropy = generate_batch(denoiser, schedule, x_t, uncond, src_text, guidance_scale,
+        source_x0, entropy = generate_batch(denoiser, schedule, x_t, uncond, src_text, omegas,
                                             record="self" if profile == "run" else False, backend=backend,
                                             progress=progress)
     else:
@@ -243,6 +247,8 @@ def edit_batch(
 
     tick = time.perf_counter()
     row_video, weights = pair_layout(pairs, guidance_scale)
+    if np.ndim(omegas):
+        weights = np.stack([pair_layout(pairs, float(omega))[1] for omega in omegas])  # [steps, 2P, 4P]
     rows_text = jnp.stack([row for p in range(pairs) for row in (uncond, src_text[p], uncond, tgt_text[p])])
     rewiring = edit_rewiring(table, pair_sites, spec.tensors, schedule.num_steps, window)
     active = None if all_sites_active else sorted(set().union(*pair_sites))
@@ -265,10 +271,11 @@ def generate_batch(unet, schedule, x_t, uncond, text, guidance_scale, *, record=
     """P videos generated alone with classifier-free guidance (rows [φ_0..φ_{P-1}, c_0..c_{P-1}]), as the source
     rows of an edit are: (final latents [P, ...], entropy of the conditional rows averaged over steps [P, sites]
     when ``record`` asks for it, else None). ``unet``: the denoiser (``components.denoiser``); x_t [P, ...]
-    initial latents, uncond [L, D], text [P, L, D]."""
+    initial latents, uncond [L, D], text [P, L, D]; ``guidance_scale``: ω, or [steps] one ω per step."""
     pairs = x_t.shape[0]
     eye = np.eye(pairs, dtype=np.float32)
-    weights = np.concatenate([(1.0 - guidance_scale) * eye, guidance_scale * eye], axis=1)  # [P, 2P]
+    omega = np.asarray(guidance_scale, np.float32)[..., None, None]  # [] or [steps] -> [..., 1, 1]
+    weights = np.concatenate([(1.0 - omega) * eye, omega * eye], axis=-1)  # [P, 2P] or [steps, P, 2P]
     rows_text = jnp.concatenate([jnp.broadcast_to(uncond, text.shape), text])
     plan = make_plan(unet, list(range(pairs)) * 2, record=record, backend=backend, progress=progress)
     out = sample(unet, plan, schedule, x_t, rows_text, weights)
@@ -276,6 +283,15 @@ def generate_batch(unet, schedule, x_t, uncond, text, guidance_scale, *, record=
     if record:
         entropy = _cond_entropy(out.records, out.record_sites, unet.site_table, pairs)
     return out.latents, entropy
+
+
+def _step_scales(schedule: Schedule, guidance_scale: float, dynamic: bool):
+    """ω: ``guidance_scale`` itself, or with ``dynamic`` CogVideoX's float32 [steps] dynamic-CFG scales."""
+    if not dynamic:
+        return guidance_scale
+    if guidance_scale <= 1:
+        raise EditError(f"dynamic CFG needs a guidance scale above 1 (diffusers applies CFG only then), got {guidance_scale}")
+    return dynamic_cfg_scales(schedule.timesteps, guidance_scale)
 
 
 def _cond_entropy(records, record_sites, table, pairs: int) -> np.ndarray:
@@ -353,6 +369,7 @@ def edit(
     width: int = 512,
     num_inference_steps: int = 25,
     guidance_scale: float = 7.5,
+    use_dynamic_cfg: bool = False,
     negative_prompt: str = "",
     seed: int = 0,
     mask=None,
@@ -374,6 +391,7 @@ def edit(
             makes (F − 1)//4 + 1 latent frames, decoded to 4·that − 3 frames (F itself when F = 4k + 1).
         num_inference_steps, guidance_scale, negative_prompt: DDIM steps (:func:`ddim_config`; for a real video
             :func:`inversion_config`; CogVideoX DDIM with v-prediction on CogVideoX), ω and φ.
+        use_dynamic_cfg: CogVideoX's dynamic CFG (ω per step; see :func:`edit_batch`).
         seed: seeds the noise (generated videos) and the word-influence mask.
         mask: float [F, H, W] in [0, 1] a pixel-resolution mask of the region to edit (``video_io.read_mask``);
             the background outside it is kept from the source. None: no blending.
@@ -403,6 +421,7 @@ def edit(
     check_ratio(ratio)
     check_window(window, num_inference_steps)
     check_applies(denoiser, method)
+    _step_scales(schedule, guidance_scale, use_dynamic_cfg)
     if method == "p2p":
         check_p2p_prompts(components.tokenizer, source, target)
     if mask_words is not None:
@@ -435,7 +454,7 @@ def edit(
         x_t = noise[None] * schedule.init_noise_sigma  # [1, f, h, w, C]
 
     batch = edit_batch(components, [source], [target], x_t, schedule, method=method, ratio=ratio, sites=sites,
-                       window=window, profile=profile, guidance_scale=guidance_scale,
+                       window=window, profile=profile, guidance_scale=guidance_scale, use_dynamic_cfg=use_dynamic_cfg,
                        negative_prompt=negative_prompt, inversion=inversion, drive_source=drive_source,
                        masks=pixel_mask, mask_words=mask_words, seed=seed, backend=backend, progress=progress,
                        timings=timings)
@@ -450,7 +469,7 @@ def edit(
     chosen = batch.sites[0]
     config = dict(source=source, target=target, method=method, ratio=ratio, window=window, profile=profile,
                   num_frames=num_frames, height=height, width=width, num_inference_steps=num_inference_steps,
-                  guidance_scale=guidance_scale, negative_prompt=negative_prompt, seed=seed,
+                  guidance_scale=guidance_scale, use_dynamic_cfg=use_dynamic_cfg, negative_prompt=negative_prompt, seed=seed,
                   real_video=input_video is not None, drive_source=drive_source and input_video is not None,
                   mask="words" if mask_words else ("given" if mask is not None else None), mask_words=mask_words,
                   sites_given=sites is not None, tensors=get_method(method).tensors, rows_per_pair=ROWS_PER_PAIR,
