@@ -267,21 +267,21 @@ def edit_batch(
     return BatchEdit(final[:, 0], final[:, 1], entropy, pair_sites, masks)
 
 
-def generate_batch(unet, schedule, x_t, uncond, text, guidance_scale, *, record=False, backend="auto", progress=True):
+def generate_batch(denoiser, schedule, x_t, uncond, text, guidance_scale, *, record=False, backend="auto", progress=True):
     """P videos generated alone with classifier-free guidance (rows [φ_0..φ_{P-1}, c_0..c_{P-1}]), as the source
     rows of an edit are: (final latents [P, ...], entropy of the conditional rows averaged over steps [P, sites]
-    when ``record`` asks for it, else None). ``unet``: the denoiser (``components.denoiser``); x_t [P, ...]
+    when ``record`` asks for it, else None). ``denoiser``: ``components.denoiser``; x_t [P, ...]
     initial latents, uncond [L, D], text [P, L, D]; ``guidance_scale``: ω, or [steps] one ω per step."""
     pairs = x_t.shape[0]
     eye = np.eye(pairs, dtype=np.float32)
     omega = np.asarray(guidance_scale, np.float32)[..., None, None]  # [] or [steps] -> [..., 1, 1]
     weights = np.concatenate([(1.0 - omega) * eye, omega * eye], axis=-1)  # [P, 2P] or [steps, P, 2P]
     rows_text = jnp.concatenate([jnp.broadcast_to(uncond, text.shape), text])
-    plan = make_plan(unet, list(range(pairs)) * 2, record=record, backend=backend, progress=progress)
-    out = sample(unet, plan, schedule, x_t, rows_text, weights)
+    plan = make_plan(denoiser, list(range(pairs)) * 2, record=record, backend=backend, progress=progress)
+    out = sample(denoiser, plan, schedule, x_t, rows_text, weights)
     entropy = None
     if record:
-        entropy = _cond_entropy(out.records, out.record_sites, unet.site_table, pairs)
+        entropy = _cond_entropy(out.records, out.record_sites, denoiser.site_table, pairs)
     return out.latents, entropy
 
 
