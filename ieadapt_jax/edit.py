@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--video", default=None,
                       help="a real video to edit (mp4, gif, image or frame folder): VAE-encoded and DDIM-inverted "
                            "with the source prompt; without it the source is generated (Algorithm 1)")
-    edit.add_argument("--method", choices=tuple(METHODS), default="ieadapt", help="editing method (see below)")
+    edit.add_argument("--method", choices=tuple(METHODS), default="ieadapt",
+                      help="editing method (see below; tokenflow and p2p need a UNet's decoder and cross-attention: not cogvideox)")
     edit.add_argument("--ratio", type=float, default=DEFAULT_RATIO,
                       help="ρ in (0, 1]: fraction of self-attention sites (lowest entropy first) that take the "
                            "source's maps (ieadapt, kv, v)")
