@@ -5,7 +5,8 @@
     PYTHONPATH=. python benchmarks/toy_edit.py --tiny --out /tmp/b  # CPU smoke test: random tiny model, 3 pairs
 
 Edit pairs change one attribute of a single-object toy caption: its colour, its shape or its background
-(a third each; sources are training combinations, and so are colour and shape targets). Two modes:
+(a third each; sources are training combinations, and so are colour and shape targets; a background is
+swapped for one of as many words, so every pair's prompts align token for token, as p2p needs). Two modes:
 
 - **generated** (Algorithm 1): source and target from the same noise in one sampling run;
 - **real**: the source caption's toy-world video is rendered, DDIM-inverted with the source prompt and
@@ -71,7 +72,9 @@ def edit_pairs(count: int, seed: int) -> list[tuple[str, str]]:
             options = [s for s in range(len(world.SHAPES)) if s != shape and not world.is_heldout(s, colour, motion)]
             new["shape"] = rng.choice(options)
         else:
-            new["background"] = rng.choice([b for b in range(len(world.BACKGROUNDS)) if b != background])
+            words = len(world.BACKGROUNDS[background].split())  # same word count: prompts stay token-aligned (p2p)
+            new["background"] = rng.choice([b for b, name in enumerate(world.BACKGROUNDS)
+                                            if b != background and len(name.split()) == words])
         source = world.caption(world.one_object(int(shape), int(colour), int(size), int(motion), int(background)))
         target = world.caption(world.one_object(int(new["shape"]), int(new["colour"]), int(size), int(motion),
                                                 int(new["background"])))
