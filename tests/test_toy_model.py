@@ -94,6 +94,26 @@ def test_v_weighting_is_the_v_prediction_loss():
         dataclasses.replace(TINY, loss_weighting="snr")
 
 
+def test_pyramid_noise_has_unit_variance_and_low_frequency_power():
+    shape = (8, 4, 32, 32, 3)
+    white = toy_train.training_noise("white", jax.random.key(1), shape)
+    pyramid = toy_train.training_noise("pyramid", jax.random.key(1), shape)
+    assert float(jnp.std(pyramid)) == pytest.approx(1.0, abs=0.02)
+    assert float(jnp.std(white)) == pytest.approx(1.0, abs=0.02)
+
+    def block_mean_std(x):  # std of 8x8 block means: the power at low spatial frequencies
+        return float(jnp.std(x.reshape(8, 4, 4, 8, 4, 8, 3).mean(axis=(3, 5))))
+
+    assert block_mean_std(white) == pytest.approx(1 / 8, rel=0.1)
+    assert block_mean_std(pyramid) > 3 * block_mean_std(white)
+    frames = pyramid.reshape(8, 4, -1)
+    assert abs(float(jnp.corrcoef(frames[:, 0].ravel(), frames[:, 1].ravel())[0, 1])) < 0.05  # frames independent
+    with pytest.raises(toy_train.TrainError, match="noise"):
+        dataclasses.replace(TINY, noise="pink")
+    with pytest.raises(toy_train.TrainError, match="min_timestep"):
+        dataclasses.replace(TINY, min_timestep=1000)
+
+
 def test_init_from_a_snapshot_starts_from_its_weights(run, tmp_path):
     config = dataclasses.replace(TINY, init_from=str(run / "model"), steps=1, loss_weighting="v")
     state = toy_train.init_state(config)
