@@ -14,7 +14,7 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_cogvideox_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch):
-    (block,) = [b for b in re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.S) if "load_cogvideox" in b]
+    (block,) = [b for b in re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.S) if "load_cogvideox" in b and "text_to_video" in b]
     diffusers.CogVideoXPipeline(**tiny_cogvideox_parts()).save_pretrained(tmp_path / "snapshot")
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
     substitutions = {
