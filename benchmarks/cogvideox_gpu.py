@@ -39,7 +39,6 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -48,6 +47,9 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import errors, median_seconds  # noqa: E402
 
 COGVIDEOX_5B = dict(
     num_attention_heads=48, attention_head_dim=64, in_channels=16, out_channels=16, flip_sin_to_cos=True, freq_shift=0,
@@ -67,25 +69,6 @@ TARGETS = dict(plain_vs_diffusers=0.9, record_vs_plain=1.5)
 # Megatron-style split for --sharded: these kernels column-wise (outputs), these row-wise (inputs).
 COLUMN = re.compile(r"(attn1\.to_[qkv]|ff\.net\.0\.proj)\.(kernel|bias)$")
 ROW = re.compile(r"(attn1\.to_out\.0|ff\.net\.2)\.kernel$")
-
-
-def median_seconds(fn, warmup: int, repeats: int) -> float:
-    """Median wall time of ``fn()`` (which must block until its work is done) after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def errors(ours: np.ndarray, reference: np.ndarray) -> dict:
-    """Max abs error, and relative error = max abs error / max |reference|."""
-    diff = np.abs(ours.astype(np.float64) - reference.astype(np.float64))
-    scale = float(np.abs(reference).max())
-    return dict(max_abs=float(diff.max()), mean_abs=float(diff.mean()), relative=float(diff.max() / scale), ref_max_abs=scale)
 
 
 def device_peaks(devices) -> list[int | None]:

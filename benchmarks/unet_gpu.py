@@ -33,7 +33,6 @@ import gc  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -42,6 +41,9 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import errors, median_seconds  # noqa: E402
 
 SD15_UNET = dict(
     act_fn="silu", attention_head_dim=8, block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768,
@@ -65,25 +67,6 @@ TINY = dict(
 )
 # Issue 3 targets, against diffusers' fp16 forward on the same card.
 TARGETS = dict(plain_vs_diffusers=0.8, record_vs_plain=1.3, record_peak_gb=8.0)
-
-
-def median_seconds(fn, warmup: int, repeats: int) -> float:
-    """Median wall time of ``fn()`` (which must block until its work is done) after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def errors(ours: np.ndarray, reference: np.ndarray) -> dict:
-    """Max abs error, and relative error = max abs error / max |reference|."""
-    diff = np.abs(ours.astype(np.float64) - reference.astype(np.float64))
-    scale = float(np.abs(reference).max())
-    return dict(max_abs=float(diff.max()), mean_abs=float(diff.mean()), relative=float(diff.max() / scale), ref_max_abs=scale)
 
 
 def jax_peak_bytes() -> int | None:
