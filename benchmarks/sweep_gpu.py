@@ -13,8 +13,10 @@ by the VAE. Three ways to generate the same kind of sweep, on the same card (``-
 1. **diffusers**: ``AnimateDiffPipeline`` fp16 (SDPA), the perturbed site's attention processor swapped for one
    that returns I·V or U·V (:class:`PerturbedAttnProcessor`) before each video, one video per pipeline call;
 2. **ours, loop**: ``ieadapt_jax.sweep.run_sweep`` (bf16) with one configuration per forward (``chunk=1``);
-3. **ours, batched**: ``run_sweep`` with ``--chunk`` configurations vmapped per forward (default auto: sized to
-   the free device memory).
+3. **ours, batched**: ``run_sweep`` with ``--chunk`` configurations vmapped per forward (default 10, which the
+   default 80 perturbed videos fill exactly on 1 or 2 devices; ``auto`` sizes it to the free device memory).
+   The first run (2026-11-27) used 32 videos in chunks of 10, so 8 of its 40 computed slots were padding;
+   ``padded_slots`` now reports that.
 
 Each part compiles its sweeps once per chunk shape (about a minute each at full size on an H100), so run the
 parts as separate commands to stay within a 10-minute limit. ``--part multi`` runs the batched sweep on 1 device
@@ -59,7 +61,9 @@ import numpy as np  # noqa: E402
 from pipeline_gpu import FULL as PIPELINE_FULL  # noqa: E402
 from pipeline_gpu import TINY_SPEC, build_snapshot, jax_peak_bytes  # noqa: E402
 
-FULL = dict(PIPELINE_FULL, sites=8, prompts=2, loop_sites=2, guidance=9.0, seed=42)
+# 4 prompts x 10 sites x (I, U) = 80 perturbed videos: whole chunks of 10 per device on 1 or 2 devices (the last
+# chunk of a sweep is padded with repeats, which a short benchmark would otherwise charge to the batched sweep).
+FULL = dict(PIPELINE_FULL, sites=10, prompts=4, chunk="10", loop_sites=2, guidance=9.0, seed=42)
 # Smaller than pipeline_gpu's tiny model (two UNet levels, one layer each) so the smoke test compiles fast.
 TINY = dict(
     TINY_SPEC,
@@ -68,7 +72,7 @@ TINY = dict(
               cross_attention_dim=32, attention_head_dim=2, sample_size=8),
     adapter=dict(block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=2,
                  motion_norm_num_groups=8, use_motion_mid_block=False),
-    frames=4, size=16, steps=2, sites=2, prompts=2, loop_sites=2, guidance=9.0, seed=42,
+    frames=4, size=16, steps=2, sites=2, prompts=2, chunk="auto", loop_sites=2, guidance=9.0, seed=42,
 )
 PROMPTS = ("a panda playing on a swing set", "a cat wearing sunglasses at a pool",
            "a storm trooper vacuuming the beach", "turtle swimming in ocean")
@@ -139,9 +143,11 @@ def timed_sweep(components, sweep_definition, out: str, *, chunk, devices: int |
     start = time.perf_counter()
     result = run_sweep(components, sweep_definition, out, chunk=warm.chunk, **options)
     seconds = time.perf_counter() - start
+    per_chunk = result.chunk * result.devices
+    padded = -(-result.done_now // per_chunk) * per_chunk - result.done_now  # repeats filling the last chunk
     return dict(videos=result.done_now, seconds=seconds, videos_per_minute=60.0 * result.done_now / seconds,
-                chunk_per_device=result.chunk, devices=result.devices, first_chunk_seconds_with_compile=first_chunk,
-                peak_bytes_in_use=jax_peak_bytes())
+                chunk_per_device=result.chunk, devices=result.devices, padded_slots=padded,
+                first_chunk_seconds_with_compile=first_chunk, peak_bytes_in_use=jax_peak_bytes())
 
 
 def run_diffusers(pipe, spec: dict, site_names: list[str], prompt: str, noise: np.ndarray, device: str) -> dict:
@@ -224,13 +230,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--part", choices=("single", "multi", "all"), default="single",
                         help="single: diffusers vs ours loop vs ours batched on one card; multi: 1 vs all devices")
     parser.add_argument("--tiny", action="store_true", help="tiny model on any platform (a smoke test)")
-    parser.add_argument("--chunk", default="auto", help="configurations per device per chunk of the batched sweep")
+    parser.add_argument("--chunk", default=None, help="configurations per device per chunk of the batched sweep "
+                        "(default: 10, which the default sweep fills exactly; tiny: auto)")
     parser.add_argument("--backend", choices=("auto", "chunked", "cudnn", "reference"), default="auto",
                         help="our attention backend (auto: cuDNN for bf16 on GPU)")
     parser.add_argument("--record", choices=("none", "self"), default="none",
                         help="record entropy/energy in our sweeps (none: the same work as diffusers')")
-    parser.add_argument("--prompts", type=int, help="prompts of the batched sweep (default: 2; tiny: 2)")
-    parser.add_argument("--sites", type=int, help="sites of the batched sweep, half spatial, half temporal (default: 8)")
+    parser.add_argument("--prompts", type=int, help="prompts of the batched sweep (default: 4; tiny: 2)")
+    parser.add_argument("--sites", type=int, help="sites of the batched sweep, half spatial, half temporal (default: 10)")
     parser.add_argument("--work", help="keep the snapshot and sweep folders here (default: a temporary folder)")
     args = parser.parse_args(argv)
 
@@ -241,6 +248,7 @@ def main(argv=None) -> dict:
     from ieadapt_jax.loading import load_animatediff
 
     spec = dict(TINY if args.tiny else FULL)
+    args.chunk = args.chunk or spec["chunk"]
     spec.update({k: v for k, v in (("prompts", args.prompts), ("sites", args.sites)) if v is not None})
     if not 1 <= spec["prompts"] <= len(PROMPTS) or spec["sites"] < 2:
         raise SystemExit(f"--prompts must be in 1..{len(PROMPTS)} and --sites at least 2")
