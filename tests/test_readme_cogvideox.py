@@ -1,4 +1,4 @@
-"""The README's "Loading CogVideoX" example runs on a tiny random-weight snapshot.
+"""The README's "Loading CogVideoX" and "Editing with CogVideoX" examples run on a tiny random-weight snapshot.
 
 The example (a ```py block: it needs a real checkpoint) is run with substitutions that fit the tiny model of
 test_cogvideox_pipeline: the snapshot path, the video and latent sizes, the step count, the layer index, the prompt.
@@ -7,7 +7,9 @@ import pathlib
 import re
 
 import diffusers
+import numpy as np
 
+from ieadapt_jax.video_io import write_video
 from test_cogvideox_pipeline import tiny_cogvideox_parts
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
@@ -33,3 +35,30 @@ def test_readme_cogvideox_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch)
     assert scope["result"].records.entropy.shape == (2, 2, 4)
     assert scope["rec"].entropy.shape == (2, 2)
     assert scope["frames"].shape == (9, 32, 32, 3)
+
+
+def test_readme_cogvideox_editing_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch):
+    (block,) = [b for b in re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.S)
+                if "load_cogvideox" in b and "editing import edit" in b]
+    diffusers.CogVideoXPipeline(**tiny_cogvideox_parts()).save_pretrained(tmp_path / "snapshot")
+    monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
+
+    write_video(tmp_path / "dog.mp4", np.random.default_rng(0).integers(0, 256, (9, 32, 32, 3), np.uint8), fps=8)
+    substitutions = {
+        '"path/to/cogvideox-2b-snapshot"': repr(str(tmp_path / "snapshot")),
+        "num_frames=49, height=480, width=720, num_inference_steps=25": "num_frames=9, height=32, width=32, num_inference_steps=2",
+        "num_frames=49, size=(480, 720)": "num_frames=9, size=(32, 32)",
+        "num_inference_steps=25)": "num_inference_steps=2)",
+        '"a dog running on the grass", "a cat running on the grass"': '"a dog runs", "a cat runs"',
+        '"dog.mp4"': repr(str(tmp_path / "dog.mp4")),
+        '"dog2cat.gif"': repr(str(tmp_path / "dog2cat.gif")),
+    }
+    for old, new in substitutions.items():
+        assert old in block, old
+        block = block.replace(old, new)
+    scope: dict = {}
+    exec(compile(block, "README.md CogVideoX editing example", "exec"), scope)
+    assert scope["result"].edited_video.shape == (9, 32, 32, 3)
+    assert len(scope["result"].sites) == 1  # the lower half of the tiny model's 2 joint layers
+    assert scope["real"].metrics["reconstruction_psnr"] == scope["real"].metrics["vae_psnr"]
+    assert (tmp_path / "dog2cat.gif").stat().st_size > 0
