@@ -225,6 +225,21 @@ def _grid_gif(rows, path: Path) -> Path:
     return video_io.write_video(path, np.concatenate(strips, axis=1), fps=8)  # rows stacked: [F, sum H, W, 3]
 
 
+PANELS_PER_ROW = 5
+
+
+def _panel_grid(plt, count: int, width: float, height: float, **options):
+    """A figure of ``count`` panels of ``width`` x ``height`` inches, wrapped at :data:`PANELS_PER_ROW` per row;
+    returns (figure, the ``count`` axes in reading order) with the unused cells of the last row removed."""
+    columns = min(count, PANELS_PER_ROW)
+    rows = -(-count // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False, **options)
+    axes = list(grid.ravel())
+    for ax in axes[count:]:
+        fig.delaxes(ax)
+    return fig, axes[:count]
+
+
 def alpha_curves(results, manifest: dict, path: Path) -> Path | None:
     """Figure 14: each metric against α (U = 0, I = 1) per site, mean over prompts and seeds."""
     single = results[(results["target_type"] == "site") & (results["mode"] != "A")]
@@ -232,8 +247,8 @@ def alpha_curves(results, manifest: dict, path: Path) -> Path | None:
         return None
     plt = _plt()
     columns = metric_columns(single, manifest)
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.2), squeeze=False)
-    for ax, column in zip(axes[0], columns):
+    fig, axes = _panel_grid(plt, len(columns), 3.6, 3.2)
+    for ax, column in zip(axes, columns):
         for (kind, site), part in single.groupby(["kind", "site"]):
             curve = part.assign(v=_finite(part[column])).groupby("alpha")["v"].mean().sort_index()
             ax.plot(curve.index, curve.values, "-", lw=0.8, alpha=0.8,
@@ -241,9 +256,9 @@ def alpha_curves(results, manifest: dict, path: Path) -> Path | None:
         ax.set_xlabel("α (0 = U, 1 = I)")
         ax.set_ylabel(column, fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0, 0].plot([], [], color="tab:green", label="spatial sites")
-    axes[0, 0].plot([], [], color="tab:orange", label="temporal sites")
-    axes[0, 0].legend(fontsize=7)
+    axes[0].plot([], [], color="tab:green", label="spatial sites")
+    axes[0].plot([], [], color="tab:orange", label="temporal sites")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -258,11 +273,10 @@ def group_bars(results, manifest: dict, path: Path) -> Path | None:
     plt = _plt()
     columns, modes = metric_columns(groups, manifest), _modes(groups)
     targets = list(dict.fromkeys(groups["target"]))
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.4 * len(columns), 0.35 * len(targets) + 1.5),
-                             squeeze=False, sharey=True)
+    fig, axes = _panel_grid(plt, len(columns), 3.4, 0.35 * len(targets) + 1.5, sharey=True)
     y = np.arange(len(targets))
     height = 0.8 / len(modes)
-    for ax, column in zip(axes[0], columns):
+    for ax, column in zip(axes, columns):
         for m, mode in enumerate(modes):
             part = groups[groups["mode"] == mode]
             mean = part.assign(v=_finite(part[column])).groupby("target")["v"].mean().reindex(targets)
@@ -270,10 +284,12 @@ def group_bars(results, manifest: dict, path: Path) -> Path | None:
         ax.axvline(0.0, color="black", lw=0.5)
         ax.set_xlabel(column, fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0, 0].set_yticks(y)
-    axes[0, 0].set_yticklabels(targets, fontsize=7)
-    axes[0, 0].invert_yaxis()
-    axes[0, -1].legend(fontsize=7, title="A replaced by")
+    axes[0].set_yticks(y)
+    axes[0].invert_yaxis()
+    for ax in axes[::PANELS_PER_ROW]:  # the first panel of every row names the targets
+        ax.set_yticklabels(targets, fontsize=7)
+        ax.tick_params(axis="y", labelleft=True)
+    axes[-1].legend(fontsize=7, title="A replaced by")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
