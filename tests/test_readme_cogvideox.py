@@ -3,20 +3,15 @@
 The example (a ```py block: it needs a real checkpoint) is run with substitutions that fit the tiny model of
 test_cogvideox_pipeline: the snapshot path, the video and latent sizes, the step count, the layer index, the prompt.
 """
-import pathlib
-import re
-
 import diffusers
 import numpy as np
 
 from ieadapt_jax.video_io import write_video
+from readme_examples import run_example
 from test_cogvideox_pipeline import tiny_cogvideox_parts
-
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_cogvideox_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch):
-    (block,) = [b for b in re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.S) if "load_cogvideox" in b and "text_to_video" in b]
     diffusers.CogVideoXPipeline(**tiny_cogvideox_parts()).save_pretrained(tmp_path / "snapshot")
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
     substitutions = {
@@ -26,11 +21,7 @@ def test_readme_cogvideox_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch)
         "index=[7]": "index=[1]",
         '"a panda playing a guitar"': '"a cat runs"',  # the tiny tokenizer's 8 tokens
     }
-    for old, new in substitutions.items():
-        assert old in block, old
-        block = block.replace(old, new)
-    scope: dict = {}
-    exec(compile(block, "README.md CogVideoX example", "exec"), scope)
+    scope = run_example(("load_cogvideox", "text_to_video"), substitutions, "CogVideoX example")
     assert scope["result"].video.shape == (9, 32, 32, 3)
     assert scope["result"].records.entropy.shape == (2, 2, 4)
     assert scope["rec"].entropy.shape == (2, 2)
@@ -38,8 +29,6 @@ def test_readme_cogvideox_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch)
 
 
 def test_readme_cogvideox_editing_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch):
-    (block,) = [b for b in re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.S)
-                if "load_cogvideox" in b and "editing import edit" in b]
     diffusers.CogVideoXPipeline(**tiny_cogvideox_parts()).save_pretrained(tmp_path / "snapshot")
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
 
@@ -53,11 +42,7 @@ def test_readme_cogvideox_editing_example_runs_on_a_tiny_snapshot(tmp_path, monk
         '"dog.mp4"': repr(str(tmp_path / "dog.mp4")),
         '"dog2cat.gif"': repr(str(tmp_path / "dog2cat.gif")),
     }
-    for old, new in substitutions.items():
-        assert old in block, old
-        block = block.replace(old, new)
-    scope: dict = {}
-    exec(compile(block, "README.md CogVideoX editing example", "exec"), scope)
+    scope = run_example(("load_cogvideox", "editing import edit"), substitutions, "CogVideoX editing example")
     assert scope["result"].edited_video.shape == (9, 32, 32, 3)
     assert len(scope["result"].sites) == 1  # the lower half of the tiny model's 2 joint layers
     assert scope["real"].metrics["reconstruction_psnr"] == scope["real"].metrics["vae_psnr"]

@@ -3,18 +3,13 @@
 The example (a ```py block: it needs a real checkpoint) is run with three substitutions that fit the
 tiny model: the snapshot path, the latent size 64 -> 8, and the spatial layer index 15 -> 3.
 """
-import pathlib
-import re
-
 import diffusers
 
+from readme_examples import run_example
 from test_load_pipeline import _components
-
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_loading_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch):
-    (block,) = [b for b in re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.S) if "load_animatediff" in b]
     diffusers.AnimateDiffPipeline(**_components()).save_pretrained(tmp_path / "snapshot")
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
     substitutions = {
@@ -22,11 +17,7 @@ def test_readme_loading_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch):
         "(1, 16, 64, 64, 4)": "(1, 16, 8, 8, 4)",
         "index=[15]": "index=[3]",
     }
-    for old, new in substitutions.items():
-        assert old in block, old
-        block = block.replace(old, new)
-    scope: dict = {}
-    exec(compile(block, "README.md loading example", "exec"), scope)
+    scope = run_example(("load_animatediff",), substitutions, "loading example")
     assert scope["eps"].shape == (2, 16, 8, 8, 4)
     assert scope["rec"].entropy.shape == (len(scope["table"].select(kind="self")), 2)
     assert scope["frames"].shape == (16, 16, 16, 3)
