@@ -398,14 +398,21 @@ _WIDE_VALUES: list[bool] = []
 
 
 def _cudnn_wide_values_supported() -> bool:
-    """Whether this cuDNN accepts a value head dim of twice the query's (probed once per process)."""
+    """Whether this cuDNN accepts a value head dim of twice the query's (probed once per process).
+
+    The probe runs eagerly even when first asked while a model is being traced (as it usually is):
+    under a trace its arrays would be tracers, ``bool`` of the check would fail and the answer would
+    wrongly be "no".
+    """
     if not _WIDE_VALUES:
-        try:
-            x = jnp.ones((1, 128, 1, 64), jnp.bfloat16)
-            out, _ = jax.jit(lambda a, b: _cudnn_with_lse(a, a, b, 0.125, False))(x, jnp.ones((1, 128, 1, 128), jnp.bfloat16))
-            _WIDE_VALUES.append(bool(jnp.allclose(out.astype(jnp.float32), 1.0)))
-        except Exception:  # noqa: BLE001 - any failure means: use two passes
-            _WIDE_VALUES.append(False)
+        with jax.ensure_compile_time_eval():
+            try:
+                x = jnp.ones((1, 128, 1, 64), jnp.bfloat16)
+                wide = jnp.ones((1, 128, 1, 128), jnp.bfloat16)
+                out, _ = jax.jit(lambda a, b: _cudnn_with_lse(a, a, b, 0.125, False))(x, wide)
+                _WIDE_VALUES.append(bool(jnp.allclose(out.astype(jnp.float32), 1.0)))
+            except Exception:  # noqa: BLE001 - any failure of the kernel means: use two passes
+                _WIDE_VALUES.append(False)
     return _WIDE_VALUES[0]
 
 

@@ -285,3 +285,30 @@ def test_chunked_backend_runs_inside_shard_map_with_varying_inputs():
                                      out_specs=PartitionSpec("configs"), check_vma=True))(q, k, v)
 
     np.testing.assert_allclose(run("chunked"), run("reference"), atol=1e-5)
+
+
+def test_cudnn_single_pass_probe_answers_the_same_when_first_asked_inside_a_trace(monkeypatch):
+    """The wide-values probe is first reached while a model is traced; it must still run eagerly.
+
+    On CPU there is no cuDNN, so the kernel is stood in for by the materialising path (same contract:
+    out [B, Nq, H, Dv], log-sum-exp [B, Nq, H]). Before the fix the probe's check became a tracer under
+    the outer trace, failed, and every recording forward silently took the two-pass path.
+    """
+    import ieadapt_jax.attention as attention
+
+    def stand_in(q, k, v, scale, causal):
+        logits = attention._masked_logits(q, k, None, causal, scale)  # [B, H, Nq, Nk]
+        out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v.astype(jnp.float32))
+        return out.astype(q.dtype), jax.nn.logsumexp(logits, axis=-1).transpose(0, 2, 1)
+
+    monkeypatch.setattr(attention, "_cudnn_with_lse", stand_in)
+    monkeypatch.setattr(attention, "_WIDE_VALUES", [])
+    answers = []
+
+    @jax.jit
+    def traced(x):
+        answers.append(attention._cudnn_wide_values_supported())
+        return x
+
+    traced(jnp.ones(3))
+    assert answers == [True]
