@@ -94,6 +94,43 @@ def test_v_weighting_is_the_v_prediction_loss():
         dataclasses.replace(TINY, loss_weighting="snr")
 
 
+def test_v_prediction_target_and_zero_terminal_snr_schedule():
+    """v = √ᾱ·ε − √(1−ᾱ)·x0 (−x0 at ᾱ_999 = 0 under zero terminal SNR); ε is the target otherwise; bad combinations fail."""
+    from ieadapt_jax.schedulers import make_schedule
+
+    schedule = make_schedule(toy_model.scheduler_config("v_prediction", True), 1)
+    assert float(schedule.alphas_cumprod[999]) == 0.0 and float(schedule.alphas_cumprod[0]) > 0.99
+    sd = make_schedule(toy_model.SCHEDULER_CONFIG, 1)
+    assert float(sd.alphas_cumprod[999]) > 0.004  # SD's own schedule leaves signal at t = 999
+    x0, eps = jax.random.normal(jax.random.key(0), (2, 3, 2, 4, 4, 3))
+    t = jnp.array([0, 500, 999])
+    v = toy_train.training_target("v_prediction", schedule, x0, eps, t)
+    a = schedule.alphas_cumprod[t].reshape(3, 1, 1, 1, 1)
+    np.testing.assert_allclose(v, jnp.sqrt(a) * eps - jnp.sqrt(1 - a) * x0, rtol=1e-6)
+    np.testing.assert_allclose(v[2], -x0[2], rtol=1e-6)
+    np.testing.assert_array_equal(toy_train.training_target("epsilon", schedule, x0, eps, t), eps)
+    with pytest.raises(toy_train.TrainError, match="v_prediction"):
+        dataclasses.replace(TINY, zero_terminal_snr=True)
+    with pytest.raises(toy_train.TrainError, match="already is the v loss"):
+        dataclasses.replace(TINY, prediction="v_prediction", loss_weighting="v")
+    with pytest.raises(toy_train.TrainError, match="prediction"):
+        dataclasses.replace(TINY, prediction="x0")
+
+
+def test_a_v_prediction_zero_snr_run_exports_its_scheduler_and_samples(tmp_path):
+    """Training regresses v under the rescaled schedule; the snapshot's scheduler says so and the pipeline samples it."""
+    config = dataclasses.replace(TINY, steps=2, checkpoint_every=2, prediction="v_prediction", zero_terminal_snr=True)
+    result = toy_train.train(config, tmp_path, progress=False)
+    assert result.step == 2 and np.isfinite(result.loss)
+    toy_train.export(tmp_path, tmp_path / "model")
+    components = toy_model.load_toy(tmp_path / "model", cache=False)
+    assert components.scheduler_config["prediction_type"] == "v_prediction"
+    assert components.scheduler_config["rescale_betas_zero_snr"] is True
+    video = text_to_video(components, "a large blue square moving left on a black background", num_frames=16,
+                          height=32, width=32, num_inference_steps=3, progress=False).video
+    assert video.shape == (16, 32, 32, 3) and video.std() > 0
+
+
 def test_pyramid_noise_has_unit_variance_and_low_frequency_power():
     shape = (8, 4, 32, 32, 3)
     white = toy_train.training_noise("white", jax.random.key(1), shape)

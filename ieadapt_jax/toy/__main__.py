@@ -23,7 +23,7 @@ EVAL_FOLDER = "eval"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .model import ARCHS
+    from .model import ARCHS, PREDICTIONS
     from .train import LOSS_WEIGHTINGS, NOISES, PRECISIONS, TrainConfig
 
     defaults = TrainConfig()
@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                             "at more timesteps)")
     train.add_argument("--min-timestep", type=int, default=defaults.min_timestep,
                        help="lowest training timestep drawn (default 0: all)")
+    train.add_argument("--prediction", choices=PREDICTIONS, default=defaults.prediction,
+                       help="what the UNet predicts: epsilon (the noise) or v_prediction (v = √ᾱ·ε − √(1−ᾱ)·x0)")
+    train.add_argument("--zero-terminal-snr", action="store_true",
+                       help="rescale SD's schedule so that ᾱ at t=999 is 0 (needs --prediction v_prediction): at t=999 "
+                            "only the caption says where objects are and how they move, not leftover signal in the noise")
     train.add_argument("--init-from", default=None, metavar="SNAPSHOT",
                        help="start from a toy-model snapshot folder (fine-tune) instead of random weights")
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
@@ -87,7 +92,8 @@ def _train(args, parser) -> None:
                              arch=args.arch, precision=args.precision, checkpoint_every=args.checkpoint_every,
                              attention_backend=args.attention_backend, ema_decay=args.ema_decay,
                              loss_weighting=args.loss_weighting, noise=args.noise,
-                             min_timestep=args.min_timestep, init_from=args.init_from)
+                             min_timestep=args.min_timestep, init_from=args.init_from,
+                             prediction=args.prediction, zero_terminal_snr=args.zero_terminal_snr)
         result = train(config, args.out, max_minutes=args.max_minutes, progress=not args.quiet,
                        devices=args.devices)
     except TrainError as e:

@@ -46,6 +46,19 @@ SCHEDULER_CONFIG = {
     "beta_schedule": "scaled_linear", "clip_sample": True, "clip_sample_range": 1.0, "set_alpha_to_one": False,
     "steps_offset": 1, "timestep_spacing": "linspace", "prediction_type": "epsilon",
 }
+PREDICTIONS = ("epsilon", "v_prediction")
+
+
+def scheduler_config(prediction: str = "epsilon", zero_terminal_snr: bool = False) -> dict:
+    """The snapshot's scheduler config: :data:`SCHEDULER_CONFIG` predicting ``prediction``, with SD's ᾱ
+    rescaled so that ᾱ_999 = 0 when ``zero_terminal_snr`` (Lin et al. 2024; it needs v-prediction)."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; choose one of {', '.join(PREDICTIONS)}")
+    if zero_terminal_snr and prediction != "v_prediction":
+        raise ValueError("zero terminal SNR needs prediction='v_prediction' (ε says nothing about x0 where ᾱ = 0)")
+    return {**SCHEDULER_CONFIG, "prediction_type": prediction, "rescale_betas_zero_snr": bool(zero_terminal_snr)}
+
+
 # CFG scale written into exported snapshots. Measured on the shipped model (held-out eval, 25 DDIM steps,
 # benchmarks/results/toy_run2): 1.5 -> colour 100%, shape 99%; 2 -> 99.5% / 99%; 3 -> 60% / 51%; 5 -> 28% / 48%
 # (larger scales extrapolate into saturated, fragmented objects).
@@ -267,10 +280,12 @@ def text_config_dict(config) -> dict:
 # -------------------------------------------------------------------------------------- save / load
 
 
-def save_toy(path: str | os.PathLike, unet, text_encoder, info: dict | None = None, *, dtype=jnp.bfloat16) -> Path:
+def save_toy(path: str | os.PathLike, unet, text_encoder, info: dict | None = None, *, dtype=jnp.bfloat16,
+             scheduler: dict | None = None) -> Path:
     """Write a toy-model snapshot folder (module docstring) with parameters cast to ``dtype``.
 
-    ``info`` (e.g. training settings) is stored in ``toy.json`` under "training".
+    ``info`` (e.g. training settings) is stored in ``toy.json`` under "training"; ``scheduler`` is the
+    scheduler config written (default :data:`SCHEDULER_CONFIG`, see :func:`scheduler_config`).
     """
     import safetensors.numpy
 
@@ -285,7 +300,7 @@ def save_toy(path: str | os.PathLike, unet, text_encoder, info: dict | None = No
     safetensors.numpy.save_file(_contiguous(text_tensors), str(root / "text_encoder" / "model.safetensors"))
     _write_json(root / "unet" / "config.json", unet_config_dict(unet.config))
     _write_json(root / "text_encoder" / "config.json", text_config_dict(text_encoder.config))
-    _write_json(root / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
+    _write_json(root / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG if scheduler is None else scheduler)
     _write_json(root / "tokenizer" / "vocab.json", {word: i for i, word in enumerate(world.VOCAB)})
     _write_json(root / "model_index.json", {
         "_class_name": "AnimateDiffPipeline", "_diffusers_version": "0.42.1",

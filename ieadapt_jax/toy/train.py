@@ -18,7 +18,12 @@ One step: draw training attributes (:func:`world.train_attributes`), render them
 timesteps with SD's schedule and regress the UNet's ε on the noise (MSE, weighted per sample by
 ``loss_weighting``: "eps" weighs every timestep alike; "v" multiplies by 1/ᾱ_t, which is the v-prediction loss
 written through ε, so the noisiest timesteps, where only the caption can say how an object moves, are not
-drowned out by the easy ones; the model still predicts ε). The UNet and the text encoder
+drowned out by the easy ones; the model still predicts ε). ``prediction="v_prediction"`` makes the UNet
+predict v = √ᾱ·ε − √(1 − ᾱ)·x0 instead (:func:`training_target`), and ``zero_terminal_snr`` rescales SD's
+schedule so that ᾱ_999 = 0: with SD's own schedule a 32x32 video keeps enough of its low frequencies at
+t = 999 for the model to read each frame's object position from the noise, so the trajectory of a sample
+is set by its seed rather than its caption; at zero SNR only the caption can say it. The exported
+snapshot's scheduler config carries both settings, so every sampler reads them. The UNet and the text encoder
 train together with AdamW (linear warmup, cosine decay to 10%, global-norm clipping) on fp32 master
 parameters; the forward runs in ``precision`` (bf16 by default). ``noise`` is the
 training noise (:func:`training_noise`; sampling always starts from white noise) and ``min_timestep`` the
@@ -86,6 +91,8 @@ class TrainConfig:
     noise: str = "white"
     min_timestep: int = 0
     init_from: str | None = None
+    prediction: str = "epsilon"
+    zero_terminal_snr: bool = False
 
     def __post_init__(self):
         if self.arch not in toy_model.ARCHS:
@@ -104,6 +111,13 @@ class TrainConfig:
         if not 0 <= self.min_timestep < toy_model.SCHEDULER_CONFIG["num_train_timesteps"]:
             raise TrainError(f"min_timestep must be in [0, {toy_model.SCHEDULER_CONFIG['num_train_timesteps']}), "
                              f"got {self.min_timestep}")
+        if self.prediction not in toy_model.PREDICTIONS:
+            raise TrainError(f"unknown prediction {self.prediction!r}; choose one of {', '.join(toy_model.PREDICTIONS)}")
+        if self.zero_terminal_snr and self.prediction != "v_prediction":
+            raise TrainError("zero_terminal_snr needs prediction='v_prediction': at ᾱ = 0 the noise says nothing about the video")
+        if self.prediction == "v_prediction" and self.loss_weighting != "eps":
+            raise TrainError("loss_weighting='v' re-weights an ε-prediction into the v loss; with prediction='v_prediction' "
+                             "the loss already is the v loss (use loss_weighting='eps', the uniform weighting)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise TrainError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.caption_dropout < 1.0 or not 0.0 <= self.two_object_fraction <= 1.0:
@@ -310,6 +324,15 @@ def training_noise(kind: str, key: jax.Array, shape: tuple[int, ...]) -> jax.Arr
     return total / np.sqrt(norm)
 
 
+def training_target(prediction: str, schedule, videos: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
+    """What the UNet regresses on, float32 like ``noise`` [B, F, H, W, C]: the noise for "epsilon", or
+    v = √ᾱ_t·ε − √(1 − ᾱ_t)·x0 for "v_prediction" (which is −x0 where ᾱ_t = 0)."""
+    if prediction == "epsilon":
+        return noise
+    a = schedule.alphas_cumprod[t].astype(jnp.float32).reshape((-1,) + (1,) * (noise.ndim - 1))  # [B, 1, 1, 1, 1]
+    return jnp.sqrt(a) * noise - jnp.sqrt(1.0 - a) * videos.astype(jnp.float32)
+
+
 def loss_weights(config: TrainConfig, schedule, t: jax.Array) -> jax.Array:
     """float32 [B]: each sample's weight on its ε-MSE; 1 for "eps", 1/ᾱ_t for "v" (the v-prediction loss:
     |v̂ − v|² = |ε̂ − ε|²/ᾱ_t at a fixed x_t)."""
@@ -328,7 +351,7 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
     """
     compute = PRECISIONS[config.precision]
     graphdef = nnx.graphdef(toy_model.abstract_models(config.arch, dtype=compute))
-    schedule = make_schedule(toy_model.SCHEDULER_CONFIG, 1)
+    schedule = make_schedule(toy_model.scheduler_config(config.prediction, config.zero_terminal_snr), 1)
     num_train = schedule.alphas_cumprod.shape[0]
     tx = optimizer(config)
 
@@ -336,8 +359,9 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
         unet, text_encoder = nnx.merge(graphdef, jax.tree.map(lambda p: p.astype(compute), params))
         noisy = add_noise(schedule, videos, noise, t)
         text = text_encoder.prompt_embeds(ids, backend=config.attention_backend)
-        eps, _ = unet(noisy, t, text, backend=config.attention_backend)
-        per_sample = jnp.mean((eps.astype(jnp.float32) - noise) ** 2, axis=tuple(range(1, noise.ndim)))  # [B]
+        out, _ = unet(noisy, t, text, backend=config.attention_backend)
+        target = training_target(config.prediction, schedule, videos, noise, t)
+        per_sample = jnp.mean((out.astype(jnp.float32) - target) ** 2, axis=tuple(range(1, noise.ndim)))  # [B]
         return jnp.mean(loss_weights(config, schedule, t) * per_sample)
 
     whole = replicated(mesh)
@@ -502,7 +526,7 @@ def plot_loss(out: str | os.PathLike) -> Path | None:
     figure, axis = plt.subplots(figsize=(7, 4), dpi=120)
     axis.plot(steps, loss, alpha=0.35, label="loss (mean over log interval)")
     axis.plot(steps[window - 1:], smooth, label=f"moving average ({window})")
-    axis.set(xlabel="step", ylabel="ε MSE", yscale="log", title="toy model training loss")
+    axis.set(xlabel="step", ylabel="MSE of the prediction (ε or v)", yscale="log", title="toy model training loss")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend()
     figure.tight_layout()
@@ -524,7 +548,8 @@ def export(out: str | os.PathLike, to: str | os.PathLike, *, dtype=jnp.bfloat16)
     unet, text_encoder = models
     info = {**dataclasses.asdict(config), "trained_steps": int(state.step),
             "final_loss": _last_loss(out), "parameters": toy_model.param_count(models)}
-    return toy_model.save_toy(to, unet, text_encoder, info, dtype=dtype)
+    return toy_model.save_toy(to, unet, text_encoder, info, dtype=dtype,
+                              scheduler=toy_model.scheduler_config(config.prediction, config.zero_terminal_snr))
 
 
 def _last_loss(out: Path) -> float | None:

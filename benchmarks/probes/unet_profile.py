@@ -1,0 +1,199 @@
+"""Where the time of one full-size AnimateDiff UNet forward goes on this GPU (a profile, not a benchmark).
+
+    PYTHONPATH=. python benchmarks/probes/unet_profile.py --out /tmp/unet_profile.json [--backend auto cudnn]
+
+SD1.5 UNet + MotionAdapter v1-5-3 (``--tiny``: unet_gpu's tiny model) with random bf16 weights (drawn on the host: no diffusers needed), batch 2
+(CFG) x 16 frames x 64x64 latents, the plain forward. For each attention backend named, the compiled forward
+is timed (median of 5 after 2 warm-ups) and one call is traced with ``jax.profiler``; the device's kernel time
+is summed per HLO instruction, and each instruction is mapped through the compiled HLO's metadata to the
+Python line that emitted it (``models/...py:N``) and to a coarse kind (convolution, matmul, attention, other
+fusion). Printed and written as JSON: totals per kind, the 40 most expensive source lines, the 40 most
+expensive instructions.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from unet_gpu import FULL, TINY  # noqa: E402
+
+from ieadapt_jax.demo import random_init  # noqa: E402
+from models.unet_motion import UNetMotionConfig, UNetMotionModel, make_forward  # noqa: E402
+
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=.*?metadata=\{([^}]*)\}")
+_FIELD = re.compile(r'(\w+)=(?:"([^"]*)"|(\S+))')
+_TABLES = ("FileNames", "FunctionNames", "FileLocations", "StackFrames")
+
+
+def _fields(text: str) -> dict[str, str]:
+    return {k: a or b for k, a, b in _FIELD.findall(text)}
+
+
+def hlo_metadata(hlo_text: str) -> dict[str, dict]:
+    """Instruction name -> op_name, custom_call_target and ``where``: the innermost repository frames
+    (``file:line function``, innermost first) of the Python stack that emitted it, from the module's
+    FileNames / FunctionNames / FileLocations / StackFrames tables."""
+    tables = {t: {} for t in _TABLES}
+    table = None
+    out = {}
+    for line in hlo_text.splitlines():
+        stripped = line.strip()
+        if stripped in _TABLES:
+            table = stripped
+            continue
+        if table and re.match(r"^\d+ ", stripped):
+            key, rest = stripped.split(" ", 1)
+            tables[table][key] = rest.strip('"') if table in ("FileNames", "FunctionNames") else _fields(rest)
+            continue
+        if stripped == "":
+            table = None
+        m = _INSTRUCTION.match(line)
+        if m:
+            out[m.group(1)] = dict(_fields(m.group(2)))
+            target = re.search(r'custom_call_target="([^"]+)"', line)
+            out[m.group(1)]["custom_call_target"] = target.group(1) if target else ""
+
+    def where(frame_id: str | None) -> list[str]:
+        seen, frames = set(), []
+        while frame_id and frame_id not in seen and frame_id in tables["StackFrames"]:
+            seen.add(frame_id)
+            frame = tables["StackFrames"][frame_id]
+            loc = tables["FileLocations"].get(frame.get("file_location_id", ""), {})
+            path = tables["FileNames"].get(loc.get("file_name_id", ""), "?")
+            if any(part in path for part in ("/models/", "/ieadapt_jax/")):
+                short = path[path.rfind("/models/") + 1:] if "/models/" in path else path[path.rfind("/ieadapt_jax/") + 1:]
+                frames.append(f"{short}:{loc.get('line', '?')} {tables['FunctionNames'].get(loc.get('function_name_id', ''), '?')}")
+            frame_id = frame.get("parent_frame_id")
+        return frames[:3]
+
+    for meta in out.values():
+        meta["where"] = where(meta.get("stack_frame_id"))
+    return out
+
+
+def kind_of(name: str, meta: dict) -> str:
+    """A coarse kind of one kernel, from its instruction name, custom-call target and op_name."""
+    target = meta.get("custom_call_target", "")
+    op = meta.get("op_name", "")
+    if "fmha" in target or "fmha" in name or "dot_product_attention" in op:
+        return "attention (cuDNN)"
+    if "conv" in target or "conv" in name:
+        return "convolution"
+    if "gemm" in target or "gemm" in name or "dot" in name or "cublas" in target:
+        return "matmul"
+    if "transpose" in name or "copy" in name:
+        return "transpose/copy"
+    if "reduce" in name or "norm" in op:
+        return "reduction/norm fusion"
+    return "other fusion"
+
+
+def profile(spec: dict, backend: str, warmup: int, repeats: int) -> dict:
+    """Time and trace the compiled plain forward of ``spec`` (unet_gpu's FULL or TINY) with one backend."""
+    cfg = UNetMotionConfig.from_unet2d(spec["unet"], spec["adapter"])
+    model = random_init(UNetMotionModel.abstract(cfg, dtype=jnp.bfloat16), 0)
+    forward, state = make_forward(model, backend=backend)
+    rng = np.random.default_rng(0)
+    b, f, s = spec["batch"], spec["frames"], spec["size"]
+    sample = jnp.asarray(rng.standard_normal((b, f, s, s, cfg.in_channels)), jnp.bfloat16)
+    timesteps = jnp.full((b,), 500, jnp.int32)
+    text = jnp.asarray(rng.standard_normal((b, *spec["text"])), jnp.bfloat16)
+    start = time.perf_counter()
+    compiled = forward.lower(state, sample, timesteps, text).compile()
+    compile_s = time.perf_counter() - start
+    meta = hlo_metadata(compiled.as_text())
+
+    def step():
+        jax.block_until_ready(compiled(state, sample, timesteps, text))
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+
+    folder = tempfile.mkdtemp()
+    jax.profiler.start_trace(folder)
+    step()
+    jax.profiler.stop_trace()
+    path = glob.glob(os.path.join(folder, "**", "*.xplane.pb"), recursive=True)[0]
+    data = jax.profiler.ProfileData.from_file(path)
+    per_op = collections.Counter()
+    calls = collections.Counter()
+    lines_seen = []
+    stat_samples = []
+    for plane in data.planes:
+        if not plane.name.startswith(("/device:GPU", "/host:CPU")):
+            continue
+        for line in plane.lines:
+            lines_seen.append(f"{plane.name}:{line.name}")
+            if line.name != "XLA Ops" and not (plane.name == "/host:CPU" and line.name.startswith("tf_XLA")):
+                continue
+            for event in line.events:
+                stats = dict(event.stats)
+                if len(stat_samples) < 3:
+                    stat_samples.append(dict(name=event.name, **{k: str(v) for k, v in stats.items()}))
+                name = str(stats.get("hlo_op", event.name))
+                per_op[name] += event.duration_ns
+                calls[name] += 1
+    total_ns = sum(per_op.values())
+    by_kind = collections.Counter()
+    by_line = collections.Counter()
+    for name, ns in per_op.items():
+        m = meta.get(name, {})
+        by_kind[kind_of(name, m)] += ns
+        by_line[" <- ".join(m.get("where", [])[:2]) or "?"] += ns
+    top_ops = [dict(op=n, ms=ns / 1e6, calls=calls[n], kind=kind_of(n, meta.get(n, {})),
+                    op_name=meta.get(n, {}).get("op_name", "")[-160:],
+                    where=meta.get(n, {}).get("where", []))
+               for n, ns in per_op.most_common(40)]
+    return dict(
+        backend=backend, seconds=statistics.median(times), all_seconds=times, compile_seconds=compile_s,
+        kernel_ms_total=total_ns / 1e6, kernels=sum(calls.values()),
+        by_kind_ms={k: v / 1e6 for k, v in by_kind.most_common()},
+        by_source_line_ms={k: v / 1e6 for k, v in by_line.most_common(40)},
+        top_ops=top_ops, profiler_lines=sorted(set(lines_seen))[:20], event_stat_samples=stat_samples,
+    )
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--backend", nargs="+", default=["auto"])
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tiny", action="store_true", help="unet_gpu's tiny model (a smoke test on any platform)")
+    args = parser.parse_args(argv)
+    result = dict(device=jax.devices()[0].device_kind, jax=jax.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
+                  profiles=[])
+    for backend in args.backend:
+        entry = profile(TINY if args.tiny else FULL, backend, args.warmup, args.repeats)
+        result["profiles"].append(entry)
+        print(f"== backend {backend}: {entry['seconds'] * 1e3:.1f} ms per forward, kernels {entry['kernel_ms_total']:.1f} ms "
+              f"({entry['kernels']} launches), compile {entry['compile_seconds']:.0f} s", flush=True)
+        for k, v in entry["by_kind_ms"].items():
+            print(f"   {k:28s} {v:8.2f} ms")
+        for k, v in list(entry["by_source_line_ms"].items())[:25]:
+            print(f"   {v:8.2f} ms  {k}")
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
