@@ -166,6 +166,22 @@ def test_init_from_a_snapshot_starts_from_its_weights(run, tmp_path):
         toy_train.init_state(dataclasses.replace(TINY, arch="toy", init_from=str(run / "model")))
 
 
+def test_fresh_text_encoder_keeps_the_snapshot_unet_and_draws_the_encoder_from_the_seed(run):
+    config = dataclasses.replace(TINY, init_from=str(run / "model"), fresh_text_encoder=True, seed=7)
+    params = flat_params(toy_train.initial_params(config))
+    snapshot = toy_model.load_toy(run / "model", cache=False)
+    seeded = flat_params(toy_model.build_models("tiny", seed=7))
+    unet = {(0,) + k: v for k, v in flat_params(snapshot.unet).items()}
+    text_keys = [k for k in params if k[0] == 1]
+    assert params.keys() == seeded.keys() and text_keys
+    for key, value in params.items():
+        np.testing.assert_array_equal(value, unet[key] if key[0] == 0 else seeded[key], err_msg=str(key))
+    old_text = {(1,) + k: v for k, v in flat_params(snapshot.text_encoder).items()}
+    assert any(not np.array_equal(params[k], old_text[k]) for k in text_keys)
+    with pytest.raises(toy_train.TrainError, match="give init_from"):
+        dataclasses.replace(TINY, fresh_text_encoder=True)
+
+
 DATA_PARALLEL = """
 import json, sys, jax, numpy as np
 from ieadapt_jax.toy import train as toy_train

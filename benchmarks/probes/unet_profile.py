@@ -140,9 +140,14 @@ def profile(spec: dict, backend: str, warmup: int, repeats: int) -> dict:
     for plane in data.planes:
         if not plane.name.startswith(("/device:GPU", "/host:CPU")):
             continue
+        has_ops_line = any(line.name == "XLA Ops" for line in plane.lines)
         for line in plane.lines:
             lines_seen.append(f"{plane.name}:{line.name}")
-            if line.name != "XLA Ops" and not (plane.name == "/host:CPU" and line.name.startswith("tf_XLA")):
+            # GPU kernels: the device plane's "XLA Ops" line, or its stream lines where there is none (jax 0.11);
+            # CPU thunks: the XLA thread pools' lines
+            gpu_line = line.name == "XLA Ops" if has_ops_line else line.name.startswith("Stream")
+            on_gpu = plane.name.startswith("/device:GPU") and gpu_line
+            if not on_gpu and not (plane.name == "/host:CPU" and line.name.startswith("tf_XLA")):
                 continue
             for event in line.events:
                 stats = dict(event.stats)
@@ -184,6 +189,7 @@ def main(argv=None) -> dict:
     for backend in args.backend:
         entry = profile(TINY if args.tiny else FULL, backend, args.warmup, args.repeats)
         result["profiles"].append(entry)
+        print("event stats:", entry["event_stat_samples"], flush=True)
         print(f"== backend {backend}: {entry['seconds'] * 1e3:.1f} ms per forward, kernels {entry['kernel_ms_total']:.1f} ms "
               f"({entry['kernels']} launches), compile {entry['compile_seconds']:.0f} s", flush=True)
         for k, v in entry["by_kind_ms"].items():

@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--zero-terminal-snr", action="store_true",
                        help="rescale SD's schedule so that ᾱ at t=999 is 0 (needs --prediction v_prediction): at t=999 "
                             "only the caption says where objects are and how they move, not leftover signal in the noise")
+    train.add_argument("--fresh-text-encoder", action="store_true",
+                       help="with --init-from: keep the snapshot's UNet but draw a new text encoder from --seed")
     train.add_argument("--init-from", default=None, metavar="SNAPSHOT",
                        help="start from a toy-model snapshot folder (fine-tune) instead of random weights")
     train.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
@@ -93,7 +95,8 @@ def _train(args, parser) -> None:
                              attention_backend=args.attention_backend, ema_decay=args.ema_decay,
                              loss_weighting=args.loss_weighting, noise=args.noise,
                              min_timestep=args.min_timestep, init_from=args.init_from,
-                             prediction=args.prediction, zero_terminal_snr=args.zero_terminal_snr)
+                             prediction=args.prediction, zero_terminal_snr=args.zero_terminal_snr,
+                             fresh_text_encoder=args.fresh_text_encoder)
         result = train(config, args.out, max_minutes=args.max_minutes, progress=not args.quiet,
                        devices=args.devices)
     except TrainError as e:

@@ -27,10 +27,9 @@ snapshot's scheduler config carries both settings, so every sampler reads them. 
 train together with AdamW (linear warmup, cosine decay to 10%, global-norm clipping) on fp32 master
 parameters; the forward runs in ``precision`` (bf16 by default). ``noise`` is the
 training noise (:func:`training_noise`; sampling always starts from white noise) and ``min_timestep`` the
-lowest timestep drawn. ``init_from`` starts the parameters from a
-toy-model snapshot folder (fine-tuning) instead of the seed. An exponential moving average of the
-parameters (decay ``ema_decay``, warmed up as min(decay, (1 + step) / (10 + step))) is what
-:func:`export` writes.
+lowest timestep drawn. ``init_from`` starts the parameters from a toy-model snapshot folder (fine-tuning)
+instead of the seed (``fresh_text_encoder``: its UNet only). An exponential moving average of the parameters
+(decay ``ema_decay``, warmed up as min(decay, (1 + step) / (10 + step))) is what :func:`export` writes.
 """
 from __future__ import annotations
 
@@ -93,6 +92,7 @@ class TrainConfig:
     init_from: str | None = None
     prediction: str = "epsilon"
     zero_terminal_snr: bool = False
+    fresh_text_encoder: bool = False
 
     def __post_init__(self):
         if self.arch not in toy_model.ARCHS:
@@ -111,6 +111,8 @@ class TrainConfig:
         if not 0 <= self.min_timestep < toy_model.SCHEDULER_CONFIG["num_train_timesteps"]:
             raise TrainError(f"min_timestep must be in [0, {toy_model.SCHEDULER_CONFIG['num_train_timesteps']}), "
                              f"got {self.min_timestep}")
+        if self.fresh_text_encoder and self.init_from is None:
+            raise TrainError("fresh_text_encoder keeps the UNet of init_from and draws a new text encoder: give init_from")
         if self.prediction not in toy_model.PREDICTIONS:
             raise TrainError(f"unknown prediction {self.prediction!r}; choose one of {', '.join(toy_model.PREDICTIONS)}")
         if self.zero_terminal_snr and self.prediction != "v_prediction":
@@ -256,7 +258,8 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def initial_params(config: TrainConfig) -> nnx.State:
     """fp32 parameters of ``nnx.List([unet, text_encoder])``: drawn from the seed, or read from the snapshot
-    ``config.init_from``.
+    ``config.init_from`` (with ``fresh_text_encoder``, only its UNet; the text encoder is drawn from the seed,
+    so that words the snapshot's encoder had merged start apart again).
 
     Raises:
       TrainError: the snapshot's parameters are not those of ``config.arch`` (the first mismatch is named).
@@ -277,6 +280,10 @@ def initial_params(config: TrainConfig) -> nnx.State:
         if shape(expected) != shape(found):
             raise TrainError(f"--init-from {config.init_from}: parameter {'.'.join(map(str, path))} is "
                              f"{shape(found)}, arch {config.arch!r} has {shape(expected)}")
+    if config.fresh_text_encoder:
+        seeded = toy_model.build_models(config.arch, dtype=jnp.float32, seed=config.seed)
+        nnx.update(seeded[0], nnx.state(components.unet, nnx.Param))
+        params = nnx.state(seeded, nnx.Param)
     return params
 
 
