@@ -182,6 +182,24 @@ def test_fresh_text_encoder_keeps_the_snapshot_unet_and_draws_the_encoder_from_t
         dataclasses.replace(TINY, fresh_text_encoder=True)
 
 
+def test_training_may_start_from_a_snapshot_of_another_world_version(run, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(run / "model", old)
+    info = json.loads((old / toy_model.TOY_INFO).read_text())
+    (old / toy_model.TOY_INFO).write_text(json.dumps({**info, "world_version": "toyworld-0"}))
+    with pytest.raises(toy_model.ToySnapshotError, match="toyworld-0"):
+        toy_model.load_toy(old, cache=False)
+    params = flat_params(toy_train.initial_params(dataclasses.replace(TINY, init_from=str(old))))
+    expected = flat_params(toy_train.initial_params(dataclasses.replace(TINY, init_from=str(run / "model"))))
+    for key, value in expected.items():
+        np.testing.assert_array_equal(params[key], value, err_msg=str(key))
+    (old / toy_model.TOY_INFO).write_text(json.dumps({**info, "vocab": info["vocab"][:-1]}))
+    with pytest.raises(toy_train.TrainError, match="--init-from"):
+        toy_train.initial_params(dataclasses.replace(TINY, init_from=str(old)))
+
+
 DATA_PARALLEL = """
 import json, sys, jax, numpy as np
 from ieadapt_jax.toy import train as toy_train

@@ -153,7 +153,10 @@ def profile(spec: dict, backend: str, warmup: int, repeats: int) -> dict:
                 stats = dict(event.stats)
                 if len(stat_samples) < 3:
                     stat_samples.append(dict(name=event.name, **{k: str(v) for k, v in stats.items()}))
-                name = str(stats.get("hlo_op", event.name))
+                # kernels inside a CUDA graph carry hlo_op "command_buffer_N"; their own names are the
+                # fusions' instruction names, which the HLO metadata knows
+                hlo_op = str(stats.get("hlo_op", event.name))
+                name = event.name if hlo_op.startswith("command_buffer") or event.name in meta else hlo_op
                 per_op[name] += event.duration_ns
                 calls[name] += 1
     total_ns = sum(per_op.values())

@@ -326,8 +326,12 @@ def _write_json(file: Path, value: dict) -> None:
     file.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def read_toy_info(path: str | os.PathLike) -> dict:
-    """The ``toy.json`` of a snapshot, checked: format, world version and vocabulary match this code."""
+def read_toy_info(path: str | os.PathLike, *, any_world: bool = False) -> dict:
+    """The ``toy.json`` of a snapshot, checked: format, world version and vocabulary match this code.
+
+    ``any_world`` accepts a snapshot of another world version with this vocabulary (its parameters are
+    a starting point for training, not a model of the world this code draws).
+    """
     from ..jsonfile import read_json_object
 
     root = Path(path)
@@ -338,17 +342,18 @@ def read_toy_info(path: str | os.PathLike) -> dict:
     info = read_json_object(file, ToySnapshotError)
     if info.get("format") != FORMAT:
         raise ToySnapshotError(f"{file}: format {info.get('format')!r}, this code reads {FORMAT!r}")
-    if info.get("world_version") != world.WORLD_VERSION or info.get("vocab") != list(world.VOCAB):
+    if info.get("vocab") != list(world.VOCAB) or (info.get("world_version") != world.WORLD_VERSION and not any_world):
         raise ToySnapshotError(f"{file}: trained on toy world {info.get('world_version')!r}; this code draws "
                                f"{world.WORLD_VERSION!r} (retrain the model)")
     return info
 
 
 def load_toy(path: str | os.PathLike, dtype=jnp.float32, *, cache: bool = True,
-             cache_dir: str | os.PathLike | None = None) -> AnimateDiffComponents:
+             cache_dir: str | os.PathLike | None = None, any_world: bool = False) -> AnimateDiffComponents:
     """Load a toy-model snapshot as pipeline components (``vae`` is :class:`PixelSpace`).
 
-    The UNet and text encoder load through the loaders of real checkpoints, strictly.
+    The UNet and text encoder load through the loaders of real checkpoints, strictly. ``any_world``: see
+    :func:`read_toy_info` (training starts from such a snapshot; nothing else should).
 
     Raises:
       ToySnapshotError: not a toy snapshot, or one of another toy world version.
@@ -360,7 +365,7 @@ def load_toy(path: str | os.PathLike, dtype=jnp.float32, *, cache: bool = True,
     from ..schedulers import load_scheduler_config
 
     root = Path(path)
-    read_toy_info(root)
+    read_toy_info(root, any_world=any_world)
     unet = load_unet_motion(root / "unet", dtype=dtype, cache=cache, cache_dir=cache_dir)
     text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", dtype=dtype, cache=cache, cache_dir=cache_dir)
     return AnimateDiffComponents(unet=unet, vae=PixelSpace(), text_encoder=text_encoder, tokenizer=ToyTokenizer(),

@@ -258,8 +258,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def initial_params(config: TrainConfig) -> nnx.State:
     """fp32 parameters of ``nnx.List([unet, text_encoder])``: drawn from the seed, or read from the snapshot
-    ``config.init_from`` (with ``fresh_text_encoder``, only its UNet; the text encoder is drawn from the seed,
-    so that words the snapshot's encoder had merged start apart again).
+    ``config.init_from``, of any world version with this vocabulary (with ``fresh_text_encoder``, only its
+    UNet; the text encoder is drawn from the seed, so that words the snapshot's encoder had merged start
+    apart again).
 
     Raises:
       TrainError: the snapshot's parameters are not those of ``config.arch`` (the first mismatch is named).
@@ -269,7 +270,7 @@ def initial_params(config: TrainConfig) -> nnx.State:
     from convert.common import ConversionError
 
     try:
-        components = toy_model.load_toy(config.init_from, dtype=jnp.float32, cache=False)
+        components = toy_model.load_toy(config.init_from, dtype=jnp.float32, cache=False, any_world=True)
     except (toy_model.ToySnapshotError, ConversionError, OSError) as e:
         raise TrainError(f"--init-from {config.init_from}: {e}") from e
     params = nnx.state(nnx.List([components.unet, components.text_encoder]), nnx.Param)
