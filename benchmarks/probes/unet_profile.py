@@ -115,6 +115,8 @@ def profile(spec: dict, backend: str, warmup: int, repeats: int) -> dict:
     compiled = forward.lower(state, sample, timesteps, text).compile()
     compile_s = time.perf_counter() - start
     meta = hlo_metadata(compiled.as_text())
+    # kernel names spell the instruction's dots as underscores ("loop_fusion_12" for "loop_fusion.12")
+    meta.update({name.replace(".", "_"): m for name, m in list(meta.items())})
 
     def step():
         jax.block_until_ready(compiled(state, sample, timesteps, text))
