@@ -19,7 +19,10 @@ second object is drawn over the first. Edges are anti-aliased: a pixel's coverag
 ``clip(0.5 - sdf, 0, 1)`` of the exact signed distance ``sdf`` (in px) from the pixel centre to the shape.
 
 **Motions.** Eight straight ones (left, right, up, down and the four diagonals, named "up-left" etc.) travel
-:data:`TRAVEL` px per axis at constant speed over the 16 frames; "bouncing" rises and falls twice by
+:data:`TRAVEL` px per axis over the 16 frames, accelerating from rest (the offset grows as (t / 15)^2), so a
+moving video played backwards is not a video of this world: the arrow of time is visible. (toyworld-1 moved
+at constant speed; its data was symmetric under time reversal, "moving left" backwards being "moving right",
+and a model trained on it learned the axis of a caption's direction but not its sign); "bouncing" rises and falls twice by
 :data:`BOUNCE_HEIGHT` px (``y = y0 - h |sin(2 pi t / 15)|``, t = 0..15); "static" stays put. The start is
 drawn uniformly (from the render key) among positions that keep the whole path at least :data:`MARGIN` px
 inside the frame, so no object ever leaves the frame or touches its 2-px border band. With two objects,
@@ -55,7 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-WORLD_VERSION = "toyworld-1"
+WORLD_VERSION = "toyworld-2"
 
 FRAMES, HEIGHT, WIDTH = 16, 32, 32
 MAX_OBJECTS = 2
@@ -254,7 +257,7 @@ def _shape_sdf(p: jax.Array, shape: jax.Array, half: jax.Array) -> jax.Array:
 def motion_offsets(motion: jax.Array) -> jax.Array:
     """float32 [F, 2]: (x, y) offset in px of a motion's path at each frame from its start."""
     t = jnp.arange(FRAMES, dtype=jnp.float32)
-    straight = jnp.asarray(DIRECTIONS)[motion] * (TRAVEL / (FRAMES - 1)) * t[:, None]  # [F, 2]
+    straight = jnp.asarray(DIRECTIONS)[motion] * TRAVEL * (t[:, None] / (FRAMES - 1)) ** 2  # [F, 2]
     hop = -BOUNCE_HEIGHT * jnp.abs(jnp.sin(2.0 * jnp.pi * t / (FRAMES - 1)))  # [F]
     bounce = jnp.stack([jnp.zeros_like(hop), hop], axis=-1) * (motion == BOUNCING)
     return straight + bounce
