@@ -11,8 +11,9 @@ channels at 32x32, 16x16, 8x8), spatial self-attention and cross-attention at 16
 block, temporal attention in every block and the mid block: the same site kinds and rewiring path as
 AnimateDiff. The text encoder is :class:`models.CLIPTextModel` (causal, 2 layers,
 width 64) over the toy world's word vocabulary; :class:`ToyTokenizer` gives it the tokenizer interface
-the pipeline calls. ε-prediction with SD's noise schedule (scaled_linear 0.00085 -> 0.012, 1000 steps);
-the shipped scheduler config is DDIM with x0 clipped to [-1, 1] (pixel space).
+the pipeline calls. SD's noise schedule (scaled_linear 0.00085 -> 0.012, 1000 steps) with ε-prediction, or
+(:func:`scheduler_config`) v-prediction on that schedule rescaled to zero terminal SNR, as the shipped model
+is trained; the scheduler config is DDIM with x0 clipped to [-1, 1] (pixel space) and says which.
 
 **Snapshot.** :func:`save_toy` writes a diffusers-style pipeline folder: ``model_index.json``; ``unet/``
 (UNetMotionModel config.json + safetensors in diffusers key names and layouts, written by
@@ -60,8 +61,8 @@ def scheduler_config(prediction: str = "epsilon", zero_terminal_snr: bool = Fals
 
 
 # CFG scale written into exported snapshots. Measured on the shipped model (held-out eval, 25 DDIM steps,
-# benchmarks/results/toy_run2): 1.5 -> colour 100%, shape 99%; 2 -> 99.5% / 99%; 3 -> 60% / 51%; 5 -> 28% / 48%
-# (larger scales extrapolate into saturated, fragmented objects).
+# benchmarks/results/toy_run3): 1.5 -> colour 97%, shape 96%, motion 78.5%; 2 -> 50% / 56.5% / 31.5% (run 2,
+# toy_run2: 1.5 -> 100% / 99% / 28%; 3 -> 60% / 51%); larger scales extrapolate into fragmented objects.
 DEFAULT_GUIDANCE_SCALE = 1.5
 
 
