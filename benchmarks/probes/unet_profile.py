@@ -2,8 +2,8 @@
 
     PYTHONPATH=. python benchmarks/probes/unet_profile.py --out /tmp/unet_profile.json [--backend auto cudnn]
 
-SD1.5 UNet + MotionAdapter v1-5-3 (``--tiny``: unet_gpu's tiny model) with random bf16 weights (drawn on the host: no diffusers needed), batch 2
-(CFG) x 16 frames x 64x64 latents, the plain forward. For each attention backend named, the compiled forward
+SD1.5 UNet + MotionAdapter v1-5-3 (``--tiny``: unet_gpu's tiny model) with random bf16 weights (drawn on the
+host: no diffusers needed), batch 2 (CFG) x 16 frames x 64x64 latents, the plain forward. For each attention backend named, the compiled forward
 is timed (median of 5 after 2 warm-ups) and one call is traced with ``jax.profiler``; the device's kernel time
 is summed per HLO instruction, and each instruction is mapped through the compiled HLO's metadata to the
 Python line that emitted it (``models/...py:N``) and to a coarse kind (convolution, matmul, attention, other
@@ -18,7 +18,6 @@ import glob
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from common import median_seconds  # noqa: E402
 from unet_gpu import FULL, TINY  # noqa: E402
 
 from ieadapt_jax.demo import random_init  # noqa: E402
@@ -121,14 +121,7 @@ def profile(spec: dict, backend: str, warmup: int, repeats: int) -> dict:
     def step():
         jax.block_until_ready(compiled(state, sample, timesteps, text))
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-
+    seconds = median_seconds(step, warmup, repeats)
     folder = tempfile.mkdtemp()
     jax.profiler.start_trace(folder)
     step()
@@ -173,7 +166,7 @@ def profile(spec: dict, backend: str, warmup: int, repeats: int) -> dict:
                     where=meta.get(n, {}).get("where", []))
                for n, ns in per_op.most_common(40)]
     return dict(
-        backend=backend, seconds=statistics.median(times), all_seconds=times, compile_seconds=compile_s,
+        backend=backend, seconds=seconds, compile_seconds=compile_s,
         kernel_ms_total=total_ns / 1e6, kernels=sum(calls.values()),
         by_kind_ms={k: v / 1e6 for k, v in by_kind.most_common()},
         by_source_line_ms={k: v / 1e6 for k, v in by_line.most_common(40)},

@@ -113,10 +113,10 @@ class TrainConfig:
                              f"got {self.min_timestep}")
         if self.fresh_text_encoder and self.init_from is None:
             raise TrainError("fresh_text_encoder keeps the UNet of init_from and draws a new text encoder: give init_from")
-        if self.prediction not in toy_model.PREDICTIONS:
-            raise TrainError(f"unknown prediction {self.prediction!r}; choose one of {', '.join(toy_model.PREDICTIONS)}")
-        if self.zero_terminal_snr and self.prediction != "v_prediction":
-            raise TrainError("zero_terminal_snr needs prediction='v_prediction': at ᾱ = 0 the noise says nothing about the video")
+        try:  # the snapshot's scheduler config is the one place that knows which combinations exist
+            toy_model.scheduler_config(self.prediction, self.zero_terminal_snr)
+        except ValueError as e:
+            raise TrainError(str(e)) from e
         if self.prediction == "v_prediction" and self.loss_weighting != "eps":
             raise TrainError("loss_weighting='v' re-weights an ε-prediction into the v loss; with prediction='v_prediction' "
                              "the loss already is the v loss (use loss_weighting='eps', the uniform weighting)")

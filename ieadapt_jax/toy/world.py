@@ -22,8 +22,8 @@ second object is drawn over the first. Edges are anti-aliased: a pixel's coverag
 :data:`TRAVEL` px per axis over the 16 frames, accelerating from rest (the offset grows as (t / 15)^2), so a
 moving video played backwards is not a video of this world: the arrow of time is visible. (toyworld-1 moved
 at constant speed; its data was symmetric under time reversal, "moving left" backwards being "moving right",
-and a model trained on it learned the axis of a caption's direction but not its sign); "bouncing" rises and falls twice by
-:data:`BOUNCE_HEIGHT` px (``y = y0 - h |sin(2 pi t / 15)|``, t = 0..15); "static" stays put. The start is
+and a model trained on it learned the axis of a caption's direction but not its sign); "bouncing" rises and
+falls twice by :data:`BOUNCE_HEIGHT` px (``y = y0 - h |sin(2 pi t / 15)|``, t = 0..15); "static" stays put. The start is
 drawn uniformly (from the render key) among positions that keep the whole path at least :data:`MARGIN` px
 inside the frame, so no object ever leaves the frame or touches its 2-px border band. With two objects,
 the key draws :data:`_PLACEMENTS` such placements of the pair and the one whose bounding boxes stay furthest
