@@ -369,7 +369,7 @@ def _cudnn(q, k, v, bias, causal, scale, want_entropy):
         out = jax.nn.dot_product_attention(q, k, v, bias, scale=scale, is_causal=causal, implementation="cudnn")
         return out, None
     Dv = v.shape[-1]
-    if _cudnn_wide_values_supported():
+    if _cudnn_wide_values_supported(q.shape[-1], Dv + k.shape[-1]):
         # one pass: K rides along as extra value channels, [B, Nk, H, Dv + D]
         out, lse = _cudnn_with_lse(q, k, jnp.concatenate([v, k], axis=-1), scale, causal)
         attn, kbar = out[..., :Dv], out[..., Dv:]
@@ -385,8 +385,30 @@ def _cudnn_with_lse(q, k, v, scale, causal):
     """cuDNN flash attention returning (out [B, Nq, H, Dv], log-sum-exp [B, Nq, H] float32).
 
     Uses JAX's cuDNN fused-attention entry point directly: unlike ``jax.nn.dot_product_attention`` it
-    accepts a value head dim different from the query's and keeps the residual in float32.
+    accepts a value head dim different from the query's and keeps the residual in float32. Under
+    ``vmap`` (a sweep's stacked configurations) the mapped axes are folded into the batch axis here:
+    JAX's own batching rule for this primitive reshapes the values and the output with the query's and
+    key's head dim, which breaks exactly when Dv differs (the one-pass recording, Dv = 2D).
     """
+
+    @jax.custom_batching.custom_vmap
+    def call(q, k, v):
+        return _cudnn_lse_kernel(q, k, v, scale, causal)
+
+    @call.def_vmap
+    def fold(axis_size, in_batched, q, k, v):
+        # mapped axis first: [M, B, N, H, D] -> [M·B, N, H, D]
+        q, k, v = (x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
+                   for x, batched in zip((q, k, v), in_batched))
+        out, lse = call(*(x.reshape(axis_size * x.shape[1], *x.shape[2:]) for x in (q, k, v)))
+        return (out.reshape(axis_size, -1, *out.shape[1:]),  # [M·B, Nq, H, Dv] -> [M, B, Nq, H, Dv]
+                lse.reshape(axis_size, -1, *lse.shape[1:])), (True, True)
+
+    return call(q, k, v)
+
+
+def _cudnn_lse_kernel(q, k, v, scale, causal):
+    """The cuDNN kernel itself on [B, N, H, D] inputs (no vmap): (out [B, Nq, H, Dv], lse [B, Nq, H] float32)."""
     from jax._src.cudnn import fused_attention_stablehlo as fa
 
     mask_type = fa.MaskType.CAUSAL if causal else fa.MaskType.NO_MASK
@@ -394,26 +416,28 @@ def _cudnn_with_lse(q, k, v, scale, causal):
     return out, lse.astype(jnp.float32).transpose(0, 2, 1)  # residual is [B, H, Nq]
 
 
-_WIDE_VALUES: list[bool] = []
+_WIDE_VALUES: dict[tuple[int, int], bool] = {}
 
 
-def _cudnn_wide_values_supported() -> bool:
-    """Whether this cuDNN accepts a value head dim of twice the query's (probed once per process).
+def _cudnn_wide_values_supported(head_dim: int, value_dim: int) -> bool:
+    """Whether this cuDNN accepts value heads of ``value_dim`` with query/key heads of ``head_dim`` (probed once
+    per pair: the one-pass recording needs value_dim = Dv + D).
 
     The probe runs eagerly even when first asked while a model is being traced (as it usually is):
     under a trace its arrays would be tracers, ``bool`` of the check would fail and the answer would
     wrongly be "no".
     """
-    if not _WIDE_VALUES:
+    dims = (head_dim, value_dim)
+    if dims not in _WIDE_VALUES:
         with jax.ensure_compile_time_eval():
             try:
-                x = jnp.ones((1, 128, 1, 64), jnp.bfloat16)
-                wide = jnp.ones((1, 128, 1, 128), jnp.bfloat16)
+                x = jnp.ones((1, 128, 1, head_dim), jnp.bfloat16)
+                wide = jnp.ones((1, 128, 1, value_dim), jnp.bfloat16)
                 out, _ = jax.jit(lambda a, b: _cudnn_with_lse(a, a, b, 0.125, False))(x, wide)
-                _WIDE_VALUES.append(bool(jnp.allclose(out.astype(jnp.float32), 1.0)))
+                _WIDE_VALUES[dims] = bool(jnp.allclose(out.astype(jnp.float32), 1.0))
             except Exception:  # noqa: BLE001 - any failure of the kernel means: use two passes
-                _WIDE_VALUES.append(False)
-    return _WIDE_VALUES[0]
+                _WIDE_VALUES[dims] = False
+    return _WIDE_VALUES[dims]
 
 
 class SiteContext:

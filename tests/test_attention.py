@@ -1,4 +1,5 @@
 """The attention core against hand-computed oracles and the explicit-map path."""
+import functools
 import math
 
 import jax
@@ -287,28 +288,87 @@ def test_chunked_backend_runs_inside_shard_map_with_varying_inputs():
     np.testing.assert_allclose(run("chunked"), run("reference"), atol=1e-5)
 
 
-def test_cudnn_single_pass_probe_answers_the_same_when_first_asked_inside_a_trace(monkeypatch):
-    """The wide-values probe is first reached while a model is traced; it must still run eagerly.
-
-    On CPU there is no cuDNN, so the kernel is stood in for by the materialising path (same contract:
-    out [B, Nq, H, Dv], log-sum-exp [B, Nq, H]). Before the fix the probe's check became a tracer under
-    the outer trace, failed, and every recording forward silently took the two-pass path.
-    """
+def _cudnn_stand_in(seen=None):
+    """The cuDNN LSE kernel's contract on CPU (out [B, Nq, H, Dv], log-sum-exp [B, Nq, H]) by the materialising
+    path; ``seen`` collects the query shapes it is called with."""
     import ieadapt_jax.attention as attention
 
-    def stand_in(q, k, v, scale, causal):
+    def kernel(q, k, v, scale, causal):
+        if seen is not None:
+            seen.append(q.shape)
         logits = attention._masked_logits(q, k, None, causal, scale)  # [B, H, Nq, Nk]
         out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v.astype(jnp.float32))
         return out.astype(q.dtype), jax.nn.logsumexp(logits, axis=-1).transpose(0, 2, 1)
 
-    monkeypatch.setattr(attention, "_cudnn_with_lse", stand_in)
-    monkeypatch.setattr(attention, "_WIDE_VALUES", [])
+    return kernel
+
+
+def test_cudnn_single_pass_probe_answers_the_same_when_first_asked_inside_a_trace(monkeypatch):
+    """The wide-values probe is first reached while a model is traced; it must still run eagerly.
+
+    On CPU there is no cuDNN, so the kernel is stood in for by the materialising path. Before the fix the
+    probe's check became a tracer under the outer trace, failed, and every recording forward silently took
+    the two-pass path.
+    """
+    import ieadapt_jax.attention as attention
+
+    monkeypatch.setattr(attention, "_cudnn_lse_kernel", _cudnn_stand_in())
+    monkeypatch.setattr(attention, "_WIDE_VALUES", {})
     answers = []
 
     @jax.jit
     def traced(x):
-        answers.append(attention._cudnn_wide_values_supported())
+        answers.append(attention._cudnn_wide_values_supported(40, 80))
         return x
 
     traced(jnp.ones(3))
     assert answers == [True]
+
+
+def test_cudnn_call_folds_vmapped_configurations_into_its_batch(monkeypatch):
+    """Under vmap (a sweep's stacked configurations) the kernel gets one [M·B] batch, also with value heads wider
+    than the key's (JAX's own batching rule reshapes values with the key's head dim and fails there), and the
+    results equal a loop over the configurations. Nested vmaps and unmapped operands fold too."""
+    import ieadapt_jax.attention as attention
+
+    seen = []
+    monkeypatch.setattr(attention, "_cudnn_lse_kernel", _cudnn_stand_in(seen))
+    M, B, N, H, D = 3, 2, 16, 2, 8
+    q, k = jax.random.normal(jax.random.PRNGKey(0), (2, M, B, N, H, D))
+    wide = jax.random.normal(jax.random.PRNGKey(1), (M, B, N, H, 2 * D))
+    call = functools.partial(attention._cudnn_with_lse, scale=0.3, causal=False)
+
+    out, lse = jax.jit(jax.vmap(call))(q, k, wide)
+    assert seen[-1] == (M * B, N, H, D)
+    for i in range(M):
+        want_out, want_lse = call(q[i], k[i], wide[i])
+        np.testing.assert_allclose(out[i], want_out, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(lse[i], want_lse, rtol=1e-6, atol=1e-6)
+
+    shared, _ = jax.vmap(call, in_axes=(0, None, 0))(q, k[0], wide)  # keys shared by every configuration
+    assert seen[-1] == (M * B, N, H, D)
+    np.testing.assert_allclose(shared[2], call(q[2], k[0], wide[2])[0], rtol=1e-6, atol=1e-6)
+
+    nested = jax.vmap(jax.vmap(call))(q.reshape(1, M, B, N, H, D), k.reshape(1, M, B, N, H, D), wide[None])
+    assert seen[-1] == (M * B, N, H, D)
+    np.testing.assert_allclose(nested[0][0], out, rtol=1e-6, atol=1e-6)
+
+
+def test_vmapped_cudnn_recording_matches_the_reference(monkeypatch):
+    """attend(backend="cudnn", record=True) under vmap, as a recording sweep on a GPU runs it (cuDNN stood in
+    for on CPU): one-pass entropy from the log-sum-exp equals the materialised map's."""
+    import ieadapt_jax.attention as attention
+
+    monkeypatch.setattr(attention.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(attention, "_cudnn_lse_kernel", _cudnn_stand_in())
+    monkeypatch.setattr(attention, "_WIDE_VALUES", {})
+    q, k, v = jax.random.normal(jax.random.PRNGKey(2), (3, 4, 2, 32, 2, 40)).astype(jnp.bfloat16)
+
+    def run(backend):
+        return jax.vmap(lambda q, k, v: attend(q, k, v, backend=backend, record=True))(q, k, v)
+
+    (out, rec), (want_out, want_rec) = run("cudnn"), run("reference")
+    assert attention._WIDE_VALUES == {(40, 80): True}
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(want_out, np.float32), atol=2e-2)
+    np.testing.assert_allclose(rec.entropy, want_rec.entropy, atol=5e-3)
+    np.testing.assert_allclose(rec.energy, want_rec.energy, rtol=2e-2)
