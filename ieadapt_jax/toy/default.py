@@ -22,18 +22,19 @@ from .model import ToySnapshotError, load_toy
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "shipped"
 
-# relative path -> SHA-256 of the shipped snapshot's files (run 3, toy world 2: run 2's UNet, fine-tuned with a fresh
-# text encoder to v-prediction at zero terminal SNR for 2,042 steps on toy world 1, then 2,350 steps on toy world 2;
-# EMA weights in bf16; logs and evaluations are in benchmarks/results/toy_run3).
+# relative path -> SHA-256 of the shipped snapshot's files (run 4, toy world 2: run 2's UNet, fine-tuned with a fresh
+# text encoder to v-prediction at zero terminal SNR for 2,042 steps on toy world 1, then 2,350 steps on toy world 2
+# (run 3), then 2,376 more with the learning rate annealed; EMA weights in bf16; logs and evaluations are in
+# benchmarks/results/toy_run4 and toy_run3).
 SHIPPED_SHA256: dict[str, str] = {
     "model_index.json": "c3d98e17a567882465445f582224b52bfd70df6e6194e55e1d8e9b4754b705fa",
     "scheduler/scheduler_config.json": "aa2a351e3afe0602a88df87396091840cbfdc3684ff05915f126b9303f59697a",
     "text_encoder/config.json": "be762238f39045baaf8a2a1d8410e449e01de68b044f45e40b46891c49a3bcbc",
-    "text_encoder/model.safetensors": "2b55e7cbd8b40bc2eb1cf8c24679070b7bbfd0adebc6137d07a6682e25e96ac8",
+    "text_encoder/model.safetensors": "437ea5623669e89ba464383a453f873d69472bc92660f2a8db0238a9a570e4eb",
     "tokenizer/vocab.json": "d76d032f55607d053e845bbe9d2adb2293758fece35a35fc4e5b00e3bf59cc84",
-    "toy.json": "656f9772b5f45165a042d593a5e90ee3a8c284d13ef3ae16b0c07d39ac71965d",
+    "toy.json": "8d3317d7b925cee5f409926f79d3103985b35456605b95e1a936c41246e8b4e6",
     "unet/config.json": "bd6ab8868551ed3ec9b5a1d959134b072db95d9b5fbc06cbffc062e9a6b57584",
-    "unet/diffusion_pytorch_model.safetensors": "aee063e26635bb56419bd4a97fa3561f692e6a29997f8de96abc38591c72b394",
+    "unet/diffusion_pytorch_model.safetensors": "62c36014c5f2a6f51e56e6678ebf0ed13f747719a83236bd7ee9ca8c947f10e3",
 }
 
 

@@ -61,9 +61,9 @@ def scheduler_config(prediction: str = "epsilon", zero_terminal_snr: bool = Fals
 
 
 # CFG scale written into exported snapshots. Measured on the shipped model (held-out eval, 25 DDIM steps,
-# benchmarks/results/toy_run3): 1.5 -> colour 97%, shape 96%, motion 78.5%; 2 -> 50% / 56.5% / 31.5% (run 2,
-# toy_run2: 1.5 -> 100% / 99% / 28%; 3 -> 60% / 51%); larger scales extrapolate into fragmented objects.
-DEFAULT_GUIDANCE_SCALE = 1.5
+# benchmarks/results/toy_run4): 1.25 -> colour 100%, shape 100%, motion 97%; 1.5 -> 95% / 92.5% / 77% (run 3,
+# toy_run3: 1.5 -> 97% / 96% / 78.5%; 2 -> 50% / 56.5% / 31.5%); larger scales extrapolate into fragmented objects.
+DEFAULT_GUIDANCE_SCALE = 1.25
 
 
 class ToySnapshotError(ValueError):
