@@ -35,6 +35,7 @@ def test_metrics_recover_ground_truth_attributes(ground_truth):
     print(f"toy metrics on {N_VIDEOS} generator videos: "
           + ", ".join(f"{k} {v:.2%}" for k, v in accuracy.items()))
     assert all(v >= ACCURACY_BAR for v in accuracy.values()), accuracy
+    assert bool(np.asarray(predicted.present).all())
     from_bytes = jax.jit(metrics.classify)(world.to_uint8(videos[:64]))
     for got, want in zip(from_bytes, predicted):
         np.testing.assert_array_equal(got, want[:64])
@@ -88,6 +89,32 @@ def test_an_empty_video_has_no_object():
     assert float(metrics.mask_iou(empty, empty)) == 1.0
     assert bool(jnp.isnan(metrics.centroid_error(empty, one_video())))
     assert int(metrics.motion_direction(empty)) == world.STATIC
+    assert not bool(metrics.classify(empty).present) and bool(metrics.classify(one_video()).present)
+
+
+def test_a_vanished_object_reads_as_wrong_not_as_a_small_red_one():
+    """An empty video's readers fall back to hue 0° (red) and the smallest size; the sweep's attribute checks
+    must still count it as wrong for a small red caption, and its hue shift is undefined."""
+    from ieadapt_jax.sweep import metrics as sweep_metrics
+
+    caption = "a small red circle moving right on a white background"
+    empty = jnp.broadcast_to(jnp.float32(0.5), (world.FRAMES, world.HEIGHT, world.WIDTH, 3))
+    drawn = one_video(size="small")
+    assert int(metrics.object_colour(empty)) == world.COLOURS.index("red")  # the fallback the check must not trust
+    state = sweep_metrics._toy_setup(None, [caption])
+    assert {k: float(v) for k, v in sweep_metrics._toy_attributes(state, drawn, None, 0).items()} == {
+        "toy_shape_ok": 1.0, "toy_colour_ok": 1.0, "toy_size_ok": 1.0, "toy_motion_ok": 1.0}
+    assert all(float(v) == 0.0 for v in sweep_metrics._toy_attributes(state, empty, None, 0).values())
+    structure = sweep_metrics._toy_structure(None, empty, drawn, 0)
+    assert np.isnan(float(structure["toy_hue_shift"])) and np.isnan(float(structure["toy_centroid_error"]))
+    assert float(sweep_metrics._toy_structure(None, drawn, drawn, 0)["toy_hue_shift"]) == 0.0
+
+    from ieadapt_jax.editing.toy_scores import score_edit
+
+    green = one_video(colour="green", size="small")
+    scores = score_edit(world.to_uint8(green), world.to_uint8(empty), caption.replace("red", "green"), caption)
+    assert scores["kind"] == "colour" and not scores["success"] and not scores["kept"]
+    assert score_edit(world.to_uint8(green), world.to_uint8(drawn), caption.replace("red", "green"), caption)["success"]
 
 
 def test_background_preservation_on_constructed_cases():

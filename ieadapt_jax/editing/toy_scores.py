@@ -5,9 +5,10 @@ captions except what the target asks for):
 
 - ``kind``: what the target caption changes relative to the source caption ("colour", "shape", "size",
   "motion", "background"; several joined by "+").
-- ``success``: every changed attribute, read from the edited video, is the target caption's.
-- ``kept``: every unchanged object attribute (shape, colour, size, motion), read from the edited video, equals
-  the one read from the source video.
+- ``success``: the edited video has an object, and every changed attribute read from it is the target
+  caption's.
+- ``kept``: both videos have an object, and every unchanged object attribute (shape, colour, size, motion)
+  read from the edited video equals the one read from the source video.
 - ``mask_iou``: per-frame object-mask IoU of source and edited (structure), mean over frames.
 - ``centroid_error``: mean distance in px between the object centroids of source and edited (motion).
 - ``background_psnr`` / ``background_mae``: agreement of the pixels outside both objects (background
@@ -46,9 +47,9 @@ def background_class(video) -> np.ndarray:
 
 
 def _read(video) -> dict[str, np.ndarray]:
-    """Attribute indices read from videos [P, F, H, W, 3]: object fields and background, each [P]."""
+    """Attribute indices read from videos [P, F, H, W, 3]: object fields, ``present`` and background, each [P]."""
     read = metrics.classify(video)
-    out = {field: np.asarray(getattr(read, field)) for field in OBJECT_FIELDS}
+    out = {field: np.asarray(getattr(read, field)) for field in (*OBJECT_FIELDS, "present")}
     out["background"] = background_class(video)
     return out
 
@@ -67,8 +68,10 @@ def score_edits(source_videos, edited_videos, sources: list[str], targets: list[
         kind = edit_kind(source, target)
         changed = set(kind.split("+")) - {"none"}
         wanted = world.parse(target)
-        success = all(int(edit_read[f][p]) == int(np.asarray(getattr(wanted, f)).reshape(-1)[0]) for f in changed)
-        kept = all(int(edit_read[f][p]) == int(src_read[f][p]) for f in OBJECT_FIELDS if f not in changed)
+        success = bool(edit_read["present"][p]) and all(
+            int(edit_read[f][p]) == int(np.asarray(getattr(wanted, f)).reshape(-1)[0]) for f in changed)
+        kept = bool(src_read["present"][p] and edit_read["present"][p]) and all(
+            int(edit_read[f][p]) == int(src_read[f][p]) for f in OBJECT_FIELDS if f not in changed)
         names = {"shape": world.SHAPES, "colour": world.COLOURS, "size": world.SIZES, "motion": world.MOTIONS,
                  "background": world.BACKGROUNDS}
         scores.append(dict(

@@ -32,8 +32,9 @@ Built-in, weight-free (``video``/``baseline`` float32 [F, H, W, 3] in [0, 1]):
 | motion | motion | mean absolute first temporal difference, ``|f[t+1] − f[t]|`` |
 
 Toy-world metrics (:mod:`ieadapt_jax.toy.metrics`; on toy models): ``toy_attributes`` (whether the colour,
-shape, size and motion read from the pixels match the caption's first object: 1 or 0), ``toy_structure``
-(object-mask IoU, centroid error in px, background PSNR and object hue shift in degrees against the baseline),
+shape, size and motion read from the pixels match the caption's first object: 1 or 0, and 0 when the video has
+no object), ``toy_structure`` (object-mask IoU, centroid error in px, background PSNR and object hue shift in
+degrees against the baseline; centroid error and hue shift are NaN unless both videos have an object),
 ``toy_dynamics`` (path length of the object's centroid in px; background flicker). Columns of metrics that
 measure a video alone also get a ``<column>_shift`` (value − the baseline's value) in the results table.
 """
@@ -215,13 +216,14 @@ def _toy_attributes(state, video, _, prompt_index):
     truth = state["attributes"][prompt_index]  # [4]: shape, colour, size, motion
     values = (predicted.shape, predicted.colour, predicted.size, predicted.motion)
     names = ("toy_shape_ok", "toy_colour_ok", "toy_size_ok", "toy_motion_ok")
-    return {n: (v == truth[i]).astype(jnp.float32) for i, (n, v) in enumerate(zip(names, values))}
+    return {n: ((v == truth[i]) & predicted.present).astype(jnp.float32) for i, (n, v) in enumerate(zip(names, values))}
 
 
 def _toy_structure(_, video, baseline, __):
     from ..toy import metrics as toy
 
     hue_gap = jnp.abs((toy.object_hue(video) - toy.object_hue(baseline) + 180.0) % 360.0 - 180.0)
+    hue_gap = jnp.where(toy.object_present(video) & toy.object_present(baseline), hue_gap, jnp.nan)
     return {"toy_mask_iou": toy.mask_iou(video, baseline), "toy_centroid_error": toy.centroid_error(video, baseline),
             "toy_background_psnr": toy.background_psnr(video, baseline), "toy_hue_shift": hue_gap}
 
@@ -243,7 +245,7 @@ for _metric in (
     Metric("motion", ("motion",), _motion, pairwise=False, description="mean |f[t+1] - f[t]| (first temporal difference)"),
     Metric("toy_attributes", ("toy_shape_ok", "toy_colour_ok", "toy_size_ok", "toy_motion_ok"), _toy_attributes,
            pairwise=False, setup=_toy_setup, models="toy",
-           description="toy: colour / shape / size / motion read from the pixels match the caption (1 or 0)"),
+           description="toy: colour / shape / size / motion read from the pixels match the caption (1 or 0; 0 without an object)"),
     Metric("toy_structure", ("toy_mask_iou", "toy_centroid_error", "toy_background_psnr", "toy_hue_shift"),
            _toy_structure, pairwise=True, models="toy",
            description="toy: object-mask IoU, centroid error (px), background PSNR (dB), hue shift (deg) vs the baseline"),

@@ -120,7 +120,7 @@ def evaluate(model: str | os.PathLike, out: str | os.PathLike, *, num: int = 200
     videos = generate(components, captions, num_inference_steps=num_inference_steps, guidance_scale=scale,
                       seed=seed, batch=batch, backend=backend, progress=progress)
     predicted = jax.tree.map(np.asarray, metrics.classify(videos))
-    accuracy = {name: float(np.mean(getattr(predicted, field) == getattr(attrs, field)[:, 0]))
+    accuracy = {name: float(np.mean((getattr(predicted, field) == getattr(attrs, field)[:, 0]) & predicted.present))
                 for name, field in (("colour", "colour"), ("shape", "shape"), ("motion", "motion"), ("size", "size"))}
     report = {
         "model": str(model), "world_version": world.WORLD_VERSION, "num": num, "seed": seed,
@@ -130,7 +130,8 @@ def evaluate(model: str | os.PathLike, out: str | os.PathLike, *, num: int = 200
         "trained_steps": info.get("training", {}).get("trained_steps"),
         "seconds": round(time.perf_counter() - start, 2), "device": jax.devices()[0].device_kind,
         "videos": [{"caption": captions[i],
-                    "predicted": {f: world_names(f, int(getattr(predicted, f)[i])) for f in ("colour", "shape", "size", "motion")}}
+                    "predicted": ({f: world_names(f, int(getattr(predicted, f)[i])) for f in ("colour", "shape", "size", "motion")}
+                                  if predicted.present[i] else None)}
                    for i in range(num)],
     }
     out = Path(out)

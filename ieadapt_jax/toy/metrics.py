@@ -49,12 +49,15 @@ SHAPE_PROTOTYPES = np.array([[np.pi / 4, 0.0], [1.0, 0.0], [0.5, 1.0 / 6.0], [0.
 
 
 class Prediction(NamedTuple):
-    """Attribute indices read from videos, int32 [...] each, into the name tables of :mod:`world`."""
+    """Attribute indices read from videos, int32 [...] each, into the name tables of :mod:`world`, and whether
+    there is an object to read them from (bool [...]). Where ``present`` is False the indices are the readers'
+    fallbacks (hue 0° reads as red, no extent as small, no travel as static) and mean nothing."""
 
     shape: jax.Array
     colour: jax.Array
     size: jax.Array
     motion: jax.Array
+    present: jax.Array
 
 
 # ------------------------------------------------------------------------------------------ batching
@@ -311,9 +314,17 @@ def motion_direction(video) -> jax.Array:
     return jnp.where(jnp.linalg.norm(travel, axis=-1) >= MOVE_PX, straight, still).astype(jnp.int32)
 
 
+@_per_video
+def object_present(video: jax.Array) -> jax.Array:
+    """bool [...]: whether any frame has at least ``MIN_AREA`` px of object (else every reader falls back)."""
+    return jnp.any(_centroids(_alpha(video))[1] >= MIN_AREA)
+
+
 def classify(video) -> Prediction:
-    """All attributes of each video's object: shape, colour, size and motion indices, int32 [...] each."""
-    return Prediction(shape_class(video), object_colour(video), size_class(video), motion_direction(video))
+    """All attributes of each video's object: shape, colour, size and motion indices, int32 [...] each, and
+    whether an object is there at all."""
+    return Prediction(shape_class(video), object_colour(video), size_class(video), motion_direction(video),
+                      object_present(video))
 
 
 # ------------------------------------------------------------------------------ background, flicker
