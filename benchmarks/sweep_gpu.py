@@ -57,6 +57,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from common import write_json  # noqa: E402
 from pipeline_gpu import FULL as PIPELINE_FULL  # noqa: E402
 from pipeline_gpu import TINY_SPEC, build_snapshot, jax_peak_bytes  # noqa: E402
 
@@ -221,14 +222,6 @@ def same_results(out_a: str, out_b: str) -> dict:
         if finite.any():
             gap = max(gap, float(np.abs(fa[finite] - fb[finite]).max()))
     return dict(videos=len(a), same_keys=a.keys() == b.keys(), bit_identical=identical, max_abs_difference=gap)
-
-
-def write_json(path: str, result: dict) -> None:
-    """Write ``result`` to ``path`` whole (a temporary file renamed into place)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def main(argv=None) -> dict:

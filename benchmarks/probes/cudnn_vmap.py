@@ -10,7 +10,6 @@ reshaped the widened values with the key's head dim and every such call failed (
 """
 import argparse
 import datetime
-import json
 import os
 import sys
 
@@ -20,6 +19,9 @@ import numpy as np
 
 from ieadapt_jax import attend
 from ieadapt_jax import attention
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from common import write_json  # noqa: E402
 
 
 def check(head_dim: int) -> dict:
@@ -50,9 +52,7 @@ def main() -> int:
     for head_dim in (40, 64, 80):
         results["head_dims"][str(head_dim)] = check(head_dim)
         print(head_dim, results["head_dims"][str(head_dim)], flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(results, fh, indent=2)
+    write_json(args.out, results)
     return 0 if all(np.isfinite(list(r.values())).all() for r in results["head_dims"].values()) else 1
 
 
