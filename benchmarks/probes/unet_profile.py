@@ -147,7 +147,7 @@ def profile(spec: dict, backend: str, warmup: int, repeats: int) -> dict:
             for event in line.events:
                 stats = dict(event.stats)
                 if len(stat_samples) < 3:
-                    stat_samples.append(dict(name=event.name, **{k: str(v) for k, v in stats.items()}))
+                    stat_samples.append({"event": event.name, **{k: str(v) for k, v in stats.items()}})  # stats may hold a 'name'
                 # kernels inside a CUDA graph carry hlo_op "command_buffer_N"; their own names are the
                 # fusions' instruction names, which the HLO metadata knows
                 hlo_op = str(stats.get("hlo_op", event.name))

@@ -131,7 +131,7 @@ def summary_markdown(manifest: dict, frames: dict, figures: dict[str, Path], fol
     perturbed = res[res["mode"] != "A"] if len(res) else res
     lines = [
         "# Perturbation sweep", "",
-        f"Model `{manifest['model']['path']}` ({manifest['model']['parameters']:,} parameters, "
+        f"Model `{manifest['model']['path']}` ({manifest['model']['parameters']:,} denoiser parameters, "
         f"{'/'.join(manifest['model']['dtypes'])}); {len(d['prompts'])} prompts x {len(d['seeds'])} seeds "
         f"({', '.join(map(str, d['seeds']))}); targets {', '.join(f'`{t}`' for t in d['targets'])}; "
         f"modes {', '.join(d['modes'])}; {d['num_frames']} frames {d['height']}x{d['width']}, "
