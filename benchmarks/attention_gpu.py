@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from common import write_json
 from ieadapt_jax import SiteRewiring, attend, mode_mix
 
 FULL_SHAPES = {
@@ -158,8 +158,7 @@ def main(argv=None) -> int:
     for name, shape in shapes.items():
         results["shapes"][name] = run_shape(name, shape, backend, args.iters, args.repeats)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(args.out, results)
     print(f"wrote {args.out}")
     return 0
 

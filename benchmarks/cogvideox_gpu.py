@@ -49,7 +49,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import errors, median_seconds  # noqa: E402
+from common import errors, median_seconds, write_json  # noqa: E402
 
 COGVIDEOX_5B = dict(
     num_attention_heads=48, attention_head_dim=64, in_channels=16, out_channels=16, flip_sin_to_cos=True, freq_shift=0,
@@ -320,8 +320,7 @@ def main(argv=None) -> dict:
             result = parity_fp32(args.parity_fp32_in)
         else:
             result = run_sharded(args.sharded_in, args.sharded, args.warmup, args.repeats)
-        with open(args.out, "w") as fh:
-            json.dump(result, fh)
+        write_json(args.out, result)
         return result
 
     import diffusers
@@ -378,8 +377,7 @@ def main(argv=None) -> dict:
         targets=TARGETS,
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2)
+    write_json(args.out, result)
     summary = dict(parity=result["parity"], ratios=result["ratios"], diffusers_s=diffusers_result["seconds"],
                    diffusers_peak=diffusers_result["peak_bytes"], ours_s=plain["seconds"], ours_peak=plain["peak_bytes_in_use"],
                    record_s=recording["seconds"], record_peak=recording["peak_bytes_in_use"],

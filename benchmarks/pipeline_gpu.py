@@ -40,6 +40,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from common import write_json  # noqa: E402
 from unet_gpu import ADAPTER_V153, SD15_UNET, TINY, jax_peak_bytes  # noqa: E402
 
 SD_VAE = dict(
@@ -220,8 +221,7 @@ def main(argv=None) -> dict:
         targets=TARGETS,
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2)
+    write_json(args.out, result)
     print(json.dumps(dict(ratios=result["ratios"], diffusers_s=theirs["seconds"], ours_s=plain["seconds"],
                           ie_adapt_s=guided["seconds"]), indent=2))
     return result

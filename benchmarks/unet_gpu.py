@@ -43,7 +43,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import errors, median_seconds  # noqa: E402
+from common import errors, median_seconds, write_json  # noqa: E402
 
 SD15_UNET = dict(
     act_fn="silu", attention_head_dim=8, block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768,
@@ -222,8 +222,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.parity_fp32_in:
         result = parity_fp32(args.parity_fp32_in)
-        with open(args.out, "w") as fh:
-            json.dump(result, fh)
+        write_json(args.out, result)
         return result
 
     import diffusers
@@ -273,8 +272,7 @@ def main(argv=None) -> dict:
         targets=TARGETS,
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2)
+    write_json(args.out, result)
     print(json.dumps(dict(parity=result["parity"], ratios=result["ratios"],
                           diffusers_s=diffusers_result["seconds"], ours_s=plain["seconds"],
                           record_s=recording["seconds"], record_peak=recording["peak_bytes_in_use"]), indent=2))
