@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
-import json
 import os
 import re
 import sys
@@ -27,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from common import median_seconds  # noqa: E402
+from common import median_seconds, write_json  # noqa: E402
 from unet_gpu import FULL, TINY  # noqa: E402
 
 from ieadapt_jax.demo import random_init  # noqa: E402
@@ -88,11 +87,13 @@ def kind_of(name: str, meta: dict) -> str:
     """A coarse kind of one kernel, from its instruction name, custom-call target and op_name."""
     target = meta.get("custom_call_target", "")
     op = meta.get("op_name", "")
-    if "fmha" in target or "fmha" in name or "dot_product_attention" in op:
+    # library kernels appear under their own names: cuDNN's flash attention ("..._sdpa_..._flash_...") and
+    # cuBLAS's GEMMs ("nvjet_...", "sm90_xmma_gemm_...", "cutlass_...")
+    if "fmha" in target or "fmha" in name or "sdpa" in name or "dot_product_attention" in op:
         return "attention (cuDNN)"
-    if "conv" in target or "conv" in name:
+    if "conv" in target or "cudnn-conv" in name or "convolution" in name:  # not "convert"
         return "convolution"
-    if "gemm" in target or "gemm" in name or "dot" in name or "cublas" in target:
+    if any(tag in name for tag in ("gemm", "dot", "nvjet", "cutlass")) or "gemm" in target or "cublas" in target:
         return "matmul"
     if "transpose" in name or "copy" in name:
         return "transpose/copy"
@@ -194,8 +195,7 @@ def main(argv=None) -> dict:
             print(f"   {k:28s} {v:8.2f} ms")
         for k, v in list(entry["by_source_line_ms"].items())[:25]:
             print(f"   {v:8.2f} ms  {k}")
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+        write_json(args.out, result)
     return result
 
 
