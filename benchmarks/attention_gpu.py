@@ -157,7 +157,6 @@ def main(argv=None) -> int:
               f"{results['cudnn_entropy_single_pass']}")
     for name, shape in shapes.items():
         results["shapes"][name] = run_shape(name, shape, backend, args.iters, args.repeats)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_json(args.out, results)
     print(f"wrote {args.out}")
     return 0

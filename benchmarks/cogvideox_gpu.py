@@ -376,7 +376,6 @@ def main(argv=None) -> dict:
                     record_vs_plain=recording["seconds"] / plain["seconds"]),
         targets=TARGETS,
     )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_json(args.out, result)
     summary = dict(parity=result["parity"], ratios=result["ratios"], diffusers_s=diffusers_result["seconds"],
                    diffusers_peak=diffusers_result["peak_bytes"], ours_s=plain["seconds"], ours_peak=plain["peak_bytes_in_use"],

@@ -220,7 +220,6 @@ def main(argv=None) -> dict:
                     ie_adapt_vs_plain_sampling_only=guided["timings"]["sample"] / plain["timings"]["sample"]),
         targets=TARGETS,
     )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_json(args.out, result)
     print(json.dumps(dict(ratios=result["ratios"], diffusers_s=theirs["seconds"], ours_s=plain["seconds"],
                           ie_adapt_s=guided["seconds"]), indent=2))

@@ -271,7 +271,6 @@ def main(argv=None) -> dict:
                     record_vs_plain=recording["seconds"] / plain["seconds"]),
         targets=TARGETS,
     )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write_json(args.out, result)
     print(json.dumps(dict(parity=result["parity"], ratios=result["ratios"],
                           diffusers_s=diffusers_result["seconds"], ours_s=plain["seconds"],
