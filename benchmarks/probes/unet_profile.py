@@ -102,16 +102,24 @@ def kind_of(name: str, meta: dict) -> str:
     return "other fusion"
 
 
-def profile(spec: dict, backend: str, warmup: int, repeats: int) -> dict:
-    """Time and trace the compiled plain forward of ``spec`` (unet_gpu's FULL or TINY) with one backend."""
+def random_model_and_inputs(spec: dict, dtype=jnp.bfloat16) -> tuple[UNetMotionModel, tuple]:
+    """The UNet of ``spec`` (unet_gpu's FULL or TINY) with random weights (seed 0) and random forward inputs
+    (sample [B, F, s, s, C], timesteps [B] at 500, text [B, L, D]) in ``dtype``."""
     cfg = UNetMotionConfig.from_unet2d(spec["unet"], spec["adapter"])
-    model = random_init(UNetMotionModel.abstract(cfg, dtype=jnp.bfloat16), 0)
-    forward, state = make_forward(model, backend=backend)
+    model = random_init(UNetMotionModel.abstract(cfg, dtype=dtype), 0)
     rng = np.random.default_rng(0)
     b, f, s = spec["batch"], spec["frames"], spec["size"]
-    sample = jnp.asarray(rng.standard_normal((b, f, s, s, cfg.in_channels)), jnp.bfloat16)
+    sample = jnp.asarray(rng.standard_normal((b, f, s, s, cfg.in_channels)), dtype)
     timesteps = jnp.full((b,), 500, jnp.int32)
-    text = jnp.asarray(rng.standard_normal((b, *spec["text"])), jnp.bfloat16)
+    text = jnp.asarray(rng.standard_normal((b, *spec["text"])), dtype)
+    return model, (sample, timesteps, text)
+
+
+def profile(model: UNetMotionModel, inputs: tuple, backend: str, warmup: int, repeats: int) -> dict:
+    """Time and trace the compiled plain forward of ``model`` on ``inputs`` (:func:`random_model_and_inputs`)
+    with one attention backend."""
+    forward, state = make_forward(model, backend=backend)
+    sample, timesteps, text = inputs
     start = time.perf_counter()
     compiled = forward.lower(state, sample, timesteps, text).compile()
     compile_s = time.perf_counter() - start
@@ -185,8 +193,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     result = dict(device=jax.devices()[0].device_kind, jax=jax.__version__, xla_flags=os.environ.get("XLA_FLAGS", ""),
                   profiles=[])
+    model, inputs = random_model_and_inputs(TINY if args.tiny else FULL)
     for backend in args.backend:
-        entry = profile(TINY if args.tiny else FULL, backend, args.warmup, args.repeats)
+        entry = profile(model, inputs, backend, args.warmup, args.repeats)
         result["profiles"].append(entry)
         print("event stats:", entry["event_stat_samples"], flush=True)
         print(f"== backend {backend}: {entry['seconds'] * 1e3:.1f} ms per forward, kernels {entry['kernel_ms_total']:.1f} ms "

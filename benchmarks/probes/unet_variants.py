@@ -34,13 +34,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
+import unet_profile  # noqa: E402
 from common import median_seconds, write_json  # noqa: E402
 from unet_gpu import FULL, TINY  # noqa: E402
 
 import ieadapt_jax.attention as attention  # noqa: E402
 import models.layers as layers  # noqa: E402
-from ieadapt_jax.demo import random_init  # noqa: E402
-from models.unet_motion import UNetMotionConfig, UNetMotionModel, make_forward  # noqa: E402
+from models.unet_motion import make_forward  # noqa: E402
 
 ORIGINAL = dict(reference=attention._reference, geglu=layers.GEGLU.__call__)
 SHORT_KEYS = 32
@@ -114,22 +114,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--profile", help="also trace this variant with unet_profile")
     parser.add_argument("--tiny", action="store_true", help="unet_gpu's tiny model (a smoke test on any platform)")
     args = parser.parse_args(argv)
-    spec = TINY if args.tiny else FULL
-    cfg = UNetMotionConfig.from_unet2d(spec["unet"], spec["adapter"])
     dtype = jnp.bfloat16 if jax.default_backend() == "gpu" else jnp.float32
-    model = random_init(UNetMotionModel.abstract(cfg, dtype=dtype), 0)
-    rng = np.random.default_rng(0)
-    b, f, s = spec["batch"], spec["frames"], spec["size"]
-    sample = jnp.asarray(rng.standard_normal((b, f, s, s, cfg.in_channels)), dtype)
-    timesteps = jnp.full((b,), 500, jnp.int32)
-    text = jnp.asarray(rng.standard_normal((b, *spec["text"])), dtype)
+    model, inputs = unet_profile.random_model_and_inputs(TINY if args.tiny else FULL, dtype)
+    sample, timesteps, text = inputs
     run = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                command=" ".join([os.path.basename(sys.executable)] + sys.argv),
                xla_flags=os.environ.get("XLA_FLAGS", ""), device=jax.devices()[0].device_kind, jax=jax.__version__,
                variants={})
-    result = json.load(open(args.out)) if os.path.exists(args.out) else dict(
-        probe="full-size AnimateDiff UNet forward (batch 2 x 16 frames x 64x64, bf16) under other formulations",
-        runs=[])
+    if os.path.exists(args.out):
+        with open(args.out) as fh:
+            result = json.load(fh)
+    else:
+        result = dict(probe="full-size AnimateDiff UNet forward (batch 2 x 16 frames x 64x64, bf16) under other "
+                      "formulations", runs=[])
     result["runs"].append(run)
     first = None
     for variant in args.variants:
@@ -147,10 +144,8 @@ def main(argv=None) -> dict:
               f"max |diff| vs {args.variants[0]} {run['variants'][variant]['max_abs_vs_first']:.3g})", flush=True)
         write_json(args.out, result)
     if args.profile:
-        import unet_profile
-
         apply(args.profile)
-        entry = unet_profile.profile(spec, "auto", 2, 5)
+        entry = unet_profile.profile(model, inputs, "auto", 2, 5)
         run["profile"] = dict(variant=args.profile, **entry)
         print(f"profile {args.profile}: {entry['seconds'] * 1e3:.1f} ms, {entry['by_kind_ms']}", flush=True)
         write_json(args.out, result)
