@@ -23,8 +23,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from common import write_json
+
 from ieadapt_jax import SiteRewiring, attend, mode_mix
 
 FULL_SHAPES = {
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
         "shapes": {},
     }
     if on_gpu:
-        from ieadapt_jax.attention import _cudnn_wide_values_supported
+        from ieadapt_jax.core.attention import _cudnn_wide_values_supported
 
         results["cudnn_entropy_single_pass"] = _cudnn_wide_values_supported(64, 128)
         print(f"cuDNN entropy in a single pass (head dim 64, value head dim 128): "

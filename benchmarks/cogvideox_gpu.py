@@ -102,7 +102,9 @@ def build_and_save(spec: dict, folder: str, seed: int, device: str):
 def rotary(spec: dict, device: str):
     """The RoPE tables as diffusers' CogVideoXPipeline computes them for this latent grid."""
     from diffusers.models.embeddings import get_3d_rotary_pos_embed
-    from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+    from diffusers.pipelines.cogvideo.pipeline_cogvideox import (
+        get_resize_crop_region_for_grid,
+    )
 
     cfg, p = spec["config"], spec["config"]["patch_size"]
     grid = (spec["latent"][0] // p, spec["latent"][1] // p)
@@ -149,7 +151,7 @@ def run_diffusers(model, spec: dict, inputs, device: str, warmup: int, repeats: 
 
 
 def load_ours(folder: str, dtype):
-    from convert.cogvideox import load_cogvideox_transformer
+    from ieadapt_jax.convert.cogvideox import load_cogvideox_transformer
 
     return load_cogvideox_transformer(os.path.join(folder, "transformer"), dtype=dtype, cache=False)
 
@@ -165,7 +167,7 @@ def parity_fp32(folder: str) -> dict:
     Matmul precision "highest" (no TF32, like the reference) first; if XLA cannot fit that program,
     "high" (3-pass bf16, about fp32 accuracy) instead, and the result says which one ran.
     """
-    from models import make_forward
+    from ieadapt_jax.core import make_forward
 
     saved, inputs = saved_inputs(folder)
     forward, state = make_forward(load_ours(folder, jnp.float32))
@@ -188,7 +190,7 @@ def parity_fp32(folder: str) -> dict:
 
 def run_ours(folder: str, spec: dict, reference: np.ndarray, warmup: int, repeats: int) -> dict:
     """Ours in bf16: plain, then recording entropy + energy at every joint site, in that order (honest peaks)."""
-    from models import make_forward
+    from ieadapt_jax.core import make_forward
 
     _, inputs = saved_inputs(folder)
     start = time.perf_counter()
@@ -229,7 +231,8 @@ def run_ours(folder: str, spec: dict, reference: np.ndarray, warmup: int, repeat
 
 def shard_state(state, mesh):
     """The model state with COLUMN kernels/biases split on their output axis, ROW kernels on their input axis."""
-    from jax.sharding import NamedSharding, PartitionSpec as P
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     def sharding(path, x):
         name = ".".join(str(k.key) for k in path if hasattr(k, "key"))
@@ -248,7 +251,7 @@ def run_sharded(folder: str, count: int, warmup: int, repeats: int) -> dict:
     """The bf16 forward with parameters sharded over ``count`` devices (its own process; see ``main``)."""
     from jax.sharding import Mesh
 
-    from models import make_forward
+    from ieadapt_jax.core import make_forward
 
     devices = jax.devices()[:count]
     if len(devices) < count:

@@ -39,7 +39,6 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
 from common import write_json  # noqa: E402
 from unet_gpu import ADAPTER_V153, SD15_UNET, TINY, jax_peak_bytes  # noqa: E402
 
@@ -83,7 +82,7 @@ def build_snapshot(spec: dict, folder: str, seed: int):
     import torch
     import transformers
 
-    from ieadapt_jax.demo import DDIM_CONFIG, tiny_tokenizer
+    from ieadapt_jax.tiny import DDIM_CONFIG, tiny_tokenizer
 
     torch.manual_seed(seed)
     tokenizer = tiny_tokenizer()

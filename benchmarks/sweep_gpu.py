@@ -56,7 +56,6 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
 from common import write_json  # noqa: E402
 from pipeline_gpu import FULL as PIPELINE_FULL  # noqa: E402
 from pipeline_gpu import TINY_SPEC, build_snapshot, jax_peak_bytes  # noqa: E402

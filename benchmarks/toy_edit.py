@@ -37,15 +37,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from ieadapt_jax import video_io
-from ieadapt_jax.editing import ddim_config, decode_latents, edit_batch, encode_text, generate_batch, inversion_config
+from ieadapt_jax.edit import REAL_VIDEO_GUIDANCE
+from ieadapt_jax.editing import (
+    ddim_config,
+    decode_latents,
+    edit_batch,
+    encode_text,
+    generate_batch,
+    inversion_config,
+)
 from ieadapt_jax.editing.toy_scores import score_edits
 from ieadapt_jax.inversion import invert
 from ieadapt_jax.loading import AnimateDiffComponents
 from ieadapt_jax.schedulers import make_schedule
 from ieadapt_jax.toy import world
 from ieadapt_jax.toy.evaluate import default_dtype
-from ieadapt_jax.edit import REAL_VIDEO_GUIDANCE
-from ieadapt_jax.toy.model import PixelSpace, SCHEDULER_CONFIG, ToyTokenizer, build_models, load_toy, read_toy_info
+from ieadapt_jax.toy.model import (
+    SCHEDULER_CONFIG,
+    PixelSpace,
+    ToyTokenizer,
+    build_models,
+    load_toy,
+    read_toy_info,
+)
 
 KINDS = ("colour", "shape", "background")
 RATIOS = (0.25, 0.5, 0.65, 0.75, 1.0)

@@ -130,8 +130,9 @@ def run_diffusers(unet, adapter, inputs, device: str, warmup: int, repeats: int)
 
 def run_ours(folder: str, inputs, reference: np.ndarray, warmup: int, repeats: int) -> dict:
     """Ours: bf16 plain and recording timings, in that order, so the second peak is honest."""
-    from convert.animatediff import load_unet_motion
-    from models import make_forward
+    from ieadapt_jax.convert.animatediff import load_unet_motion
+
+    from ieadapt_jax.core import make_forward
 
     unet_dir, adapter_dir = os.path.join(folder, "unet"), os.path.join(folder, "adapter")
     sample, timesteps, text = (jnp.asarray(x) for x in inputs)
@@ -172,8 +173,9 @@ def parity_fp32(folder: str) -> dict:
     tried first; if XLA cannot fit that program on the device, "high" (3-pass bf16, about fp32 accuracy)
     is used instead, and the result says which one ran.
     """
-    from convert.animatediff import load_unet_motion
-    from models import make_forward
+    from ieadapt_jax.convert.animatediff import load_unet_motion
+
+    from ieadapt_jax.core import make_forward
 
     saved = np.load(os.path.join(folder, "parity_inputs.npz"))
     model = load_unet_motion(os.path.join(folder, "unet"), os.path.join(folder, "adapter"), dtype=jnp.float32, cache=False)

@@ -21,9 +21,17 @@ from typing import Mapping
 
 import jax.numpy as jnp
 import numpy as np
-from models.unet_motion import ConfigError, UNetMotionConfig, UNetMotionModel
 
-from .common import ConversionError, cached_load, fill_module, read_config, read_folder, read_state_dict_file, weight_files
+from ..models.unet_motion import UNetMotionConfig, UNetMotionModel
+from .common import (
+    ConversionError,
+    cached_load,
+    fill_module,
+    read_config,
+    read_folder,
+    read_state_dict_file,
+    weight_files,
+)
 
 POSITION_BUFFER = "pos_embed.pe"
 _ORIGINAL_POSITION = ".pos_encoder.pe"
@@ -73,13 +81,13 @@ def load_unet_motion(
     if kind == "UNetMotionModel":
         if motion_adapter is not None:
             raise ConversionError(f"{unet_dir} is a UNetMotionModel that already has motion modules; pass no motion adapter")
-        config = _config(lambda: UNetMotionConfig.from_dict(unet_config), unet_dir)
+        config = _config(lambda: UNetMotionConfig.from_dict(unet_config), Path(unet_dir) / "config.json")
         adapter_tensors = None
     elif kind == "UNet2DConditionModel":
         if motion_adapter is None:
             raise ConversionError(f"{unet_dir} is a UNet2DConditionModel: also pass a MotionAdapter folder or motion-module file")
         adapter_config, adapter_files, adapter_tensors = _read_adapter(motion_adapter, motion_num_attention_heads)
-        config = _config(lambda: UNetMotionConfig.from_unet2d(unet_config, adapter_config), f"{unet_dir} + {motion_adapter}")
+        config = _config(lambda: UNetMotionConfig.from_unet2d(unet_config, adapter_config), f"{Path(unet_dir) / 'config.json'} + {motion_adapter}")
         files = files + adapter_files
     else:
         raise ConversionError(
@@ -108,10 +116,12 @@ def load_unet_motion(
 
 
 def _config(build, where) -> UNetMotionConfig:
+    """``build()``, its errors (an unsupported layout, a missing key, a value of the wrong type) turned into a
+    :class:`ConversionError` naming the config files."""
     try:
         return build()
-    except ConfigError as e:
-        raise ConversionError(f"{where}: {e}") from None
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConversionError(f"{where}: cannot build a UNetMotionModel config: {e}") from None
 
 
 def _read_adapter(path, heads: int):
@@ -162,7 +172,7 @@ def to_original_motion_keys(state_dict: Mapping[str, np.ndarray], max_seq_length
     diffusers ``pos_embed.pe`` buffers in the input are dropped and rewritten from the formula, with
     shape (1, max_seq_length, C).
     """
-    from models.layers import sinusoidal_positions
+    from ..models.layers import sinusoidal_positions
 
     out = {}
     block = re.compile(r"^(transformer_blocks\.\d+)\.(norm1|norm2|norm3|attn1|attn2)\.(.*)$")

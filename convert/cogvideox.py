@@ -20,19 +20,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .common import ConversionError, cached_load, fill_module, load_folder, read_config, read_folder, weight_files
+from .common import (
+    ConversionError,
+    cached_load,
+    fill_module,
+    load_folder,
+    read_config,
+    read_folder,
+    read_model_config,
+    weight_files,
+)
 
 TIED_EMBEDDING = "encoder.embed_tokens.weight"
 SHARED_EMBEDDING = "shared.weight"
-
-
-def _config(build, path, what: str):
-    """Build a config from a folder's config.json, turning its errors into a ConversionError naming the file."""
-    config = read_config(path)
-    try:
-        return build(config)
-    except (ValueError, TypeError) as e:
-        raise ConversionError(f"{Path(path) / 'config.json'}: cannot build a {what} config: {e}") from None
 
 
 def _check_class(config: dict, path, expected: str) -> None:
@@ -53,10 +53,13 @@ def load_cogvideox_transformer(path: str | os.PathLike, *, dtype=jnp.float32, ca
     Raises:
       ConversionError: missing or malformed files, an unsupported config, or keys / shapes that do not fit.
     """
-    from models.cogvideox_transformer import CogVideoXTransformer3DModel, CogVideoXTransformerConfig
+    from ..models.cogvideox_transformer import (
+        CogVideoXTransformer3DModel,
+        CogVideoXTransformerConfig,
+    )
 
     _check_class(read_config(path), path, "CogVideoXTransformer3DModel")
-    config = _config(CogVideoXTransformerConfig.from_dict, path, "CogVideoXTransformer3DModel")
+    config = read_model_config(CogVideoXTransformerConfig.from_dict, path, "CogVideoXTransformer3DModel")
     model = CogVideoXTransformer3DModel.abstract(config, dtype=dtype)
     load_folder(model, path, what="CogVideoXTransformer3DModel", cache=cache, cache_dir=cache_dir)
     return model
@@ -66,10 +69,13 @@ def load_cogvideox_vae(path: str | os.PathLike, *, dtype=jnp.float32, cache: boo
                        cache_dir: str | os.PathLike | None = None):
     """A :class:`models.cogvideox_vae.AutoencoderKLCogVideoX` from a diffusers ``vae/`` folder (see
     :func:`load_cogvideox_transformer` for the arguments)."""
-    from models.cogvideox_vae import AutoencoderKLCogVideoX, AutoencoderKLCogVideoXConfig
+    from ..models.cogvideox_vae import (
+        AutoencoderKLCogVideoX,
+        AutoencoderKLCogVideoXConfig,
+    )
 
     _check_class(read_config(path), path, "AutoencoderKLCogVideoX")
-    config = _config(AutoencoderKLCogVideoXConfig.from_dict, path, "AutoencoderKLCogVideoX")
+    config = read_model_config(AutoencoderKLCogVideoXConfig.from_dict, path, "AutoencoderKLCogVideoX")
     model = nnx.eval_shape(lambda: AutoencoderKLCogVideoX(config, dtype=dtype, rngs=nnx.Rngs(0)))
     load_folder(model, path, what="AutoencoderKLCogVideoX", cache=cache, cache_dir=cache_dir)
     return model
@@ -99,12 +105,12 @@ def load_t5_encoder(path: str | os.PathLike, *, dtype=jnp.float32, cache: bool =
                     cache_dir: str | os.PathLike | None = None):
     """A :class:`models.t5.T5EncoderModel` from a transformers ``text_encoder/`` folder (see
     :func:`load_cogvideox_transformer` for the arguments)."""
-    from models.t5 import T5Config, T5EncoderModel
+    from ..models.t5 import T5Config, T5EncoderModel
 
     config = read_config(path)
     if config.get("model_type", "t5") != "t5":
         raise ConversionError(f"{Path(path) / 'config.json'} has model_type={config['model_type']!r}; expected 't5'")
-    t5_config = _config(T5Config.from_dict, path, "T5")
+    t5_config = read_model_config(T5Config.from_dict, path, "T5")
     model = nnx.eval_shape(lambda: T5EncoderModel(t5_config, dtype=dtype, rngs=nnx.Rngs(0)))
 
     def convert(target) -> None:

@@ -32,7 +32,8 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from ieadapt_jax.jsonfile import read_json_object
+from ..core.errors import IEAdaptError
+from ..core.jsonfile import read_json_object
 
 CONFIG_NAME = "config.json"
 # Single-file weight names, in order of preference, as written by save_pretrained.
@@ -51,7 +52,7 @@ _RAW_DTYPES = {
 _MAX_LISTED = 20
 
 
-class ConversionError(ValueError):
+class ConversionError(IEAdaptError):
     """A checkpoint cannot be read or does not fit the model; the message names the key and file."""
 
 
@@ -78,6 +79,16 @@ def read_config(path: str | os.PathLike) -> dict:
         present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
         raise ConversionError(f"{folder} has no {CONFIG_NAME} (it holds: {present}); is this a save_pretrained folder?")
     return read_json_object(config_file, ConversionError)
+
+
+def read_model_config(build: Callable[[dict], object], path: str | os.PathLike, what: str):
+    """``build(config.json of path)``, its errors (a missing key, a value of the wrong type) turned into a
+    :class:`ConversionError` naming the file and the model."""
+    config = read_config(path)
+    try:
+        return build(config)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConversionError(f"{Path(path) / CONFIG_NAME}: cannot build a {what} config: {e}") from None
 
 
 def weight_files(path: str | os.PathLike, *, variant: str | None = None) -> list[str]:

@@ -24,12 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models.aesthetic import AestheticHead
-from models.clip_vision import CLIPModel
-from models.dino import Dinov2Model, ViTModel
-from models.lpips import LPIPS, NETS
-
+from ..models.aesthetic import AestheticHead
+from ..models.dino import Dinov2Model, ViTModel
+from ..models.lpips import LPIPS, NETS
 from .common import ConversionError, fill_module, read_config, read_state_dict_file
+from .folders import load_clip_model, load_vit
 
 DINO_MODEL_TYPES = {"vit": ViTModel, "dinov2": Dinov2Model}
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
@@ -41,7 +40,7 @@ _LPIPS_BUFFERS = ("scaling_layer.shift", "scaling_layer.scale")
 def load_clip(folder: str | os.PathLike, *, dtype=jnp.float32, cache: bool = True):
     """(CLIPModel, tokenizer or None) from a transformers ``CLIPModel`` folder; the tokenizer is
     transformers' ``CLIPTokenizer`` when the folder holds tokenizer files, else None."""
-    model = CLIPModel.from_pretrained(folder, dtype=dtype, cache=cache)
+    model = load_clip_model(folder, dtype=dtype, cache=cache)
     return model, load_clip_tokenizer(folder)
 
 
@@ -63,7 +62,7 @@ def load_dino(folder: str | os.PathLike, *, dtype=jnp.float32, cache: bool = Tru
             f"{folder}/config.json has model_type {model_type!r}; a DINO folder holds a transformers "
             f"ViTModel (facebook/dino-vitb16) or Dinov2Model: model_type {' or '.join(map(repr, DINO_MODEL_TYPES))}"
         )
-    return DINO_MODEL_TYPES[model_type].from_pretrained(folder, dtype=dtype, cache=cache)
+    return load_vit(DINO_MODEL_TYPES[model_type], folder, dtype=dtype, cache=cache)
 
 
 def load_lpips(

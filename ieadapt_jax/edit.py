@@ -27,8 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-
-from .attention import BACKENDS
+from .core.attention import BACKENDS
 from .editing.presets import DEFAULT_RATIO, METHODS
 
 TOY_SOURCE = "a large red circle moving right on a white background"
@@ -146,16 +145,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _library_errors() -> tuple[type[Exception], ...]:
     """The error classes of the library that mean "bad input", never "bug"."""
-    from convert.common import ConversionError
-
+    from .convert.common import ConversionError
+    from .core.rewiring import RewiringError
+    from .core.sites import SiteError
     from .guidance import GuidanceError
     from .inversion import InversionError
     from .pipeline import PipelineError
-    from .rewiring import RewiringError
-    from .scoring import MetricError
     from .sampling import SamplingError
     from .schedulers import SchedulerError
-    from .sites import SiteError
+    from .scoring import MetricError
     from .toy.model import ToySnapshotError
     from .toy.world import VocabularyError
     from .video_io import VideoError

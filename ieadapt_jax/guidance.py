@@ -27,17 +27,16 @@ forward of the conditional row at the first step (:func:`profile_entropy`); or s
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from .rewiring import Rewiring, SiteSpec, noop, over_steps, perturb, resolve_sites
-from .sites import SiteError, SiteTable
+from .core.jit import jit_method
+from .core.rewiring import Rewiring, SiteSpec, noop, over_steps, perturb, resolve_sites
+from .core.sites import SiteError, SiteTable
 
 Row = tuple[str, str]  # (text, mode): text "uncond" (φ) or "cond" (c); mode "A", "I" or "U"
 UNCOND_A: Row = ("uncond", "A")
@@ -157,8 +156,7 @@ def profile_entropy(unet, sample: jax.Array, timestep, text: jax.Array, *, kind:
     recorded = table.recording(kind)
     if not recorded:
         raise SiteError(f"the model has no {kind!r} attention site to profile")
-    graphdef, state = nnx.split(unet)
-    rec = _recording_forward(graphdef, state, sample, jnp.asarray(timestep).reshape(1), text, kind, backend)
+    rec = _recording_forward(unet, sample, jnp.asarray(timestep).reshape(1), text, kind=kind, backend=backend)
     entropy = np.full(len(table), np.nan)
     entropy[list(recorded)] = np.asarray(rec.entropy[:, 0], np.float64)
     return entropy
@@ -173,9 +171,9 @@ def register_sites(table: SiteTable, guidance: Guidance, entropy: np.ndarray | N
     return (table.argmax_entropy(entropy, kind=guidance.kind),)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "kind", "backend"))
-def _recording_forward(graphdef, state, sample, timesteps, text, kind, backend):
-    _, rec = nnx.merge(graphdef, state)(sample, timesteps, text, record=kind, backend=backend)
+@jit_method(static_argnames=("kind", "backend"))
+def _recording_forward(unet, sample, timesteps, text, *, kind, backend):
+    _, rec = unet(sample, timesteps, text, record=kind, backend=backend)
     return rec
 
 

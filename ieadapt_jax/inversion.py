@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .attention import Record
+from .core.attention import Record
 from .sampling import make_plan, sample
 from .schedulers import Schedule
 

@@ -23,15 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 
-from .jsonfile import read_json_object
+from .convert.common import read_model_config
+from .convert.folders import load_clip_text, load_vae, read_vae_config
+from .core.jsonfile import read_json_object
 
 if TYPE_CHECKING:
-    from models.clip_text import CLIPTextModel
-    from models.cogvideox_transformer import CogVideoXTransformer3DModel
-    from models.cogvideox_vae import AutoencoderKLCogVideoX
-    from models.t5 import T5EncoderModel
-    from models.unet_motion import UNetMotionModel
-    from models.vae import AutoencoderKL
+    from .models.clip_text import CLIPTextModel
+    from .models.cogvideox_transformer import CogVideoXTransformer3DModel
+    from .models.cogvideox_vae import AutoencoderKLCogVideoX
+    from .models.t5 import T5EncoderModel
+    from .models.unet_motion import UNetMotionModel
+    from .models.vae import AutoencoderKL
 
 MODEL_INDEX = "model_index.json"
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -86,10 +88,8 @@ def load_animatediff(
     Raises:
       convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
     """
-    from convert.animatediff import load_unet_motion
-    from convert.common import read_config
-    from models.clip_text import CLIPTextModel
-    from models.vae import AutoencoderKL, AutoencoderKLConfig
+    from .convert.animatediff import load_unet_motion
+    from .convert.common import read_config
 
     root = Path(path).expanduser()
     index = _read_model_index(root)
@@ -102,10 +102,10 @@ def load_animatediff(
     unet = load_unet_motion(unet_dir, motion_adapter, dtype=dtype, cache=cache, cache_dir=cache_dir)
 
     if vae_dtype is None:
-        upcast = AutoencoderKLConfig.from_pretrained(root / "vae").force_upcast
+        upcast = read_vae_config(root / "vae").force_upcast
         vae_dtype = jnp.float32 if upcast and jnp.dtype(dtype) == jnp.float16 else dtype
-    vae = AutoencoderKL.from_pretrained(root / "vae", dtype=vae_dtype, cache=cache, cache_dir=cache_dir)
-    text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", dtype=dtype, cache=cache, cache_dir=cache_dir)
+    vae = load_vae(root / "vae", dtype=vae_dtype, cache=cache, cache_dir=cache_dir)
+    text_encoder = load_clip_text(root / "text_encoder", dtype=dtype, cache=cache, cache_dir=cache_dir)
     return AnimateDiffComponents(
         unet=unet,
         vae=vae,
@@ -117,7 +117,7 @@ def load_animatediff(
 
 
 def _read_model_index(root: Path) -> dict:
-    from convert.common import ConversionError
+    from .convert.common import ConversionError
 
     if not root.is_dir():
         raise ConversionError(f"pipeline snapshot folder {root} does not exist")
@@ -135,7 +135,7 @@ def _listed(index: dict, name: str) -> bool:
 
 def _require_components(root: Path, index: dict, names: tuple[str, ...], what: str) -> None:
     """Raise ConversionError naming the component folders that model_index.json or the disk lacks."""
-    from convert.common import ConversionError
+    from .convert.common import ConversionError
 
     missing = [name for name in names if not _listed(index, name) or not (root / name).is_dir()]
     if missing:
@@ -145,7 +145,7 @@ def _require_components(root: Path, index: dict, names: tuple[str, ...], what: s
 def _load_tokenizer(folder: Path):
     from transformers import CLIPTokenizer
 
-    from convert.common import ConversionError
+    from .convert.common import ConversionError
 
     try:
         return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -154,7 +154,7 @@ def _load_tokenizer(folder: Path):
 
 
 def _read_scheduler_config(folder: Path) -> dict:
-    from convert.common import ConversionError
+    from .convert.common import ConversionError
 
     file = folder / SCHEDULER_CONFIG
     if not file.is_file():
@@ -205,15 +205,19 @@ def load_cogvideox(
     Raises:
       convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
     """
-    from convert.cogvideox import load_cogvideox_transformer, load_cogvideox_vae, load_t5_encoder
-    from models.cogvideox_vae import AutoencoderKLCogVideoXConfig
+    from .convert.cogvideox import (
+        load_cogvideox_transformer,
+        load_cogvideox_vae,
+        load_t5_encoder,
+    )
+    from .models.cogvideox_vae import AutoencoderKLCogVideoXConfig
 
     root = Path(path).expanduser()
     index = _read_model_index(root)
     _require_components(root, index, COGVIDEOX_COMPONENTS, "a CogVideoX snapshot")
     transformer = load_cogvideox_transformer(root / "transformer", dtype=dtype, cache=cache, cache_dir=cache_dir)
     if vae_dtype is None:
-        upcast = AutoencoderKLCogVideoXConfig.from_pretrained(root / "vae").force_upcast
+        upcast = read_model_config(AutoencoderKLCogVideoXConfig.from_dict, root / "vae", "AutoencoderKLCogVideoX").force_upcast
         vae_dtype = jnp.float32 if upcast and jnp.dtype(dtype) == jnp.float16 else dtype
     vae = load_cogvideox_vae(root / "vae", dtype=vae_dtype, cache=cache, cache_dir=cache_dir)
     text_encoder = load_t5_encoder(root / "text_encoder", dtype=dtype, cache=cache, cache_dir=cache_dir)
@@ -230,7 +234,7 @@ def load_cogvideox(
 def _load_t5_tokenizer(folder: Path, max_length: int):
     from transformers import T5Tokenizer
 
-    from convert.common import ConversionError
+    from .convert.common import ConversionError
 
     try:
         return T5Tokenizer.from_pretrained(str(folder), local_files_only=True, model_max_length=max_length)

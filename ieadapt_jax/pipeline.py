@@ -12,16 +12,16 @@ denoising loop with every guidance branch a row of one batched forward, VAE deco
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from .attention import Record
+from .core.attention import Record
+from .core.jit import jit_method
+from .core.rewiring import Rewiring
 from .guidance import (
     Guidance,
     check_window,
@@ -33,7 +33,6 @@ from .guidance import (
     profile_entropy,
     register_sites,
 )
-from .rewiring import Rewiring
 from .sampling import make_plan, sample
 from .schedulers import make_schedule, scale_model_input
 
@@ -189,8 +188,7 @@ def text_to_video(
 
     tick = time.perf_counter()
     if decode:
-        graphdef, state = nnx.split(vae)
-        video = np.asarray(decode_video(graphdef, state, jnp.asarray(final) / vae.config.scaling_factor))  # uint8 [F, H, W, 3]
+        video = np.asarray(decode_video(vae, jnp.asarray(final) / vae.config.scaling_factor))  # uint8 [F, H, W, 3]
     else:
         video = np.zeros((0, 0, 0, 3), np.uint8)
     timings["decode"] = time.perf_counter() - tick
@@ -257,19 +255,20 @@ def encode_prompts(components, prompts: list[str], clip_skip: int | None = None)
     cannot take whole (:func:`tokenize`).
     """
     ids = jnp.asarray(tokenize(components.tokenizer, prompts))  # [N, L]
-    graphdef, state = nnx.split(components.text_encoder)
-    return _text_states(graphdef, state, ids, clip_skip)  # [N, L, D]
+    return _text_states(components.text_encoder, ids, clip_skip=clip_skip)  # [N, L, D]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "clip_skip"))
-def _text_states(graphdef, state, ids, clip_skip):
-    return nnx.merge(graphdef, state).prompt_embeds(ids, clip_skip)
+@jit_method(static_argnames=("clip_skip",))
+def _text_states(text_encoder, ids, *, clip_skip):
+    return text_encoder.prompt_embeds(ids, clip_skip)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def decode_video(graphdef, state, z):
-    """uint8 frames [F, H, W, 3] of one video's latents z [f, h, w, C] (the VAE's scaling factor already undone),
-    through the VAE split as ``nnx.split(vae)`` (``graphdef`` static); traceable, e.g. under ``lax.map``."""
-    frames = nnx.merge(graphdef, state).decode_frames(z)  # [F, H, W, 3] in [-1, 1]
+@jit_method
+def decode_video(vae, z):
+    """uint8 frames [F, H, W, 3] of one video's latents z [f, h, w, C] (the VAE's scaling factor already undone).
+
+    ``decode_video.pure(structure, state, z)`` (:func:`~ieadapt_jax.core.jit.jit_method`) is the same function on a
+    split VAE; traceable, e.g. under ``lax.map``."""
+    frames = vae.decode_frames(z)  # [F, H, W, 3] in [-1, 1]
     unit = jnp.clip(frames.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
     return jnp.round(unit * 255).astype(jnp.uint8)

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from .attention import Record
-from .rewiring import Rewiring, check_active, resolve_sites, validate
+from .core.attention import Record
+from .core.jit import jit_method
+from .core.rewiring import Rewiring, check_active, resolve_sites, validate
 from .schedulers import Schedule, initial_carry, scale_model_input, step
 
 
@@ -178,10 +177,9 @@ def sample(
             raise SamplingError(f"{schedule.class_name} as configured is stochastic: pass key= (a PRNG key)")
         key = jax.random.PRNGKey(0)
     keys = jax.random.split(key, num_steps)  # [steps] keys
-    graphdef, state = nnx.split(unet)
     with _progress_bar(num_steps, plan.progress):
-        out, records, *trajectory = _run(graphdef, state, plan, schedule, latents, row_text, weights, schedule_rw,
-                                         keys, drive, blend)
+        out, records, *trajectory = _run(unet, plan, schedule, latents, row_text, weights, schedule_rw, keys, drive,
+                                         blend)
         jax.block_until_ready((out, records, trajectory))
         if plan.progress:
             jax.effects_barrier()
@@ -238,9 +236,9 @@ def _step_schedule(rewiring: Rewiring | None, table, plan: SamplingPlan, num_ste
     return rewiring.device()
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "plan"))
-def _run(graphdef, state, plan: SamplingPlan, schedule, latents, row_text, weights, rewiring, keys, drive, blend):
-    return denoise(nnx.merge(graphdef, state), plan, schedule, latents, row_text, weights, rewiring, keys, drive, blend)
+@jit_method(static_argnames=("plan",))
+def _run(model, plan: SamplingPlan, schedule, latents, row_text, weights, rewiring, keys, drive, blend):
+    return denoise(model, plan, schedule, latents, row_text, weights, rewiring, keys, drive, blend)
 
 
 def denoise(model, plan: SamplingPlan, schedule: Schedule, latents, row_text, weights, rewiring, keys, drive=None,

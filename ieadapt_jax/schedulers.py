@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .jsonfile import read_json_object
+from .core.jsonfile import read_json_object
 
 SCHEDULER_CONFIG = "scheduler_config.json"
 

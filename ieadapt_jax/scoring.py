@@ -51,7 +51,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .image_resize import center_crop, resize_like_pil, resize_like_torch, shortest_edge_size
+from .models.resize import (
+    center_crop,
+    resize_like_pil,
+    resize_like_torch,
+    shortest_edge_size,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -364,7 +369,12 @@ def load_metric_weights(folder: str | os.PathLike, *, dtype=jnp.float32, cache: 
     that is present but unreadable or does not fit its model raises (ConversionError from
     :mod:`convert`), naming the file.
     """
-    from convert.metrics_weights import load_aesthetic, load_clip, load_dino, load_lpips
+    from .convert.metrics_weights import (
+        load_aesthetic,
+        load_clip,
+        load_dino,
+        load_lpips,
+    )
 
     root = Path(folder).expanduser()
     if not root.is_dir():
@@ -419,7 +429,7 @@ def _weight_file(folder: Path, pattern: str) -> Path | None:
 
 
 def _holds_trunk(heads: Path) -> bool:
-    from convert.common import read_state_dict_file
+    from .convert.common import read_state_dict_file
 
     return any(key.startswith("net.slice") for key in read_state_dict_file(heads))
 

@@ -1,9 +1,12 @@
 """Flax NNX ports of the models ieadapt-jax studies; parameter paths mirror diffusers' module paths."""
 from .clip_text import CLIPTextConfig, CLIPTextModel
-from .cogvideox_transformer import CogVideoXTransformer3DModel, CogVideoXTransformerConfig
+from .cogvideox_transformer import (
+    CogVideoXTransformer3DModel,
+    CogVideoXTransformerConfig,
+)
 from .cogvideox_vae import AutoencoderKLCogVideoX, AutoencoderKLCogVideoXConfig, Tiling
 from .t5 import T5Config, T5EncoderModel
-from .unet_motion import UNetMotionConfig, UNetMotionModel, make_forward
+from .unet_motion import UNetMotionConfig, UNetMotionModel
 from .vae import AutoencoderKL, AutoencoderKLConfig
 
 __all__ = [
@@ -20,5 +23,4 @@ __all__ = [
     "Tiling",
     "UNetMotionConfig",
     "UNetMotionModel",
-    "make_forward",
 ]

@@ -17,15 +17,13 @@ Self-attention is causal and goes through :func:`ieadapt_jax.attend` (``causal=T
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from convert.common import load_folder, read_config
-from ieadapt_jax.attention import attend
+from ..core.attention import attend
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
@@ -73,11 +71,6 @@ class CLIPTextConfig:
         if isinstance(eos, list):
             kwargs["eos_token_id"] = tuple(eos)
         return cls(**kwargs)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "CLIPTextConfig":
-        """Read ``config.json`` from a transformers ``save_pretrained`` folder."""
-        return cls.from_dict(read_config(path))
 
 
 class CLIPTextOutput(NamedTuple):
@@ -244,38 +237,3 @@ class CLIPTextModel(nnx.Module):
             return jnp.argmax(input_ids, axis=-1)
         is_eos = jnp.isin(input_ids, jnp.asarray(eos if isinstance(eos, tuple) else (eos,)))
         return jnp.argmax(is_eos.astype(jnp.int32), axis=-1)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        dtype=jnp.float32,
-        cache: bool = True,
-        cache_dir: str | os.PathLike | None = None,
-    ) -> "CLIPTextModel":
-        """Load a transformers ``save_pretrained`` folder (config.json + safetensors, sharded or not).
-
-        Conversion is strict (:func:`convert.common.fill_module`); with ``cache`` the converted
-        parameters are kept in the orbax cache (:func:`convert.common.cached_load`).
-        """
-        config = CLIPTextConfig.from_pretrained(path)
-        model = nnx.eval_shape(lambda: cls(config, dtype=dtype, rngs=nnx.Rngs(0)))
-        load_folder(
-            model,
-            path,
-            skip=("position_ids",),
-            rename=clip_text_key,
-            what="CLIPTextModel",
-            cache=cache,
-            cache_dir=cache_dir,
-        )
-        return model
-
-
-_PREFIX = "text_model."
-
-
-def clip_text_key(key: str) -> str:
-    """Our parameter key for a checkpoint key: transformers' on-disk ``text_model.`` prefix dropped."""
-    return key[len(_PREFIX):] if key.startswith(_PREFIX) else key

@@ -17,14 +17,11 @@ tower's, built non-causal; attention goes through :func:`ieadapt_jax.attend`.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
-
-from convert.common import load_folder, read_config
 
 from .clip_text import _ACTIVATIONS, CLIPEncoder, CLIPTextConfig, CLIPTextModel
 
@@ -86,11 +83,6 @@ class CLIPConfig:
             CLIPVisionConfig.from_dict(config["vision_config"]),
             int(config.get("projection_dim", 512)),
         )
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "CLIPConfig":
-        """Read ``config.json`` from a transformers ``CLIPModel`` folder."""
-        return cls.from_dict(read_config(path))
 
     @classmethod
     def vit_b_32(cls) -> "CLIPConfig":
@@ -185,22 +177,3 @@ class CLIPModel(nnx.Module):
     ) -> jax.Array:
         """[N, L] token ids -> [N, projection_dim] text embeddings (not L2-normalised)."""
         return self.text_projection(self.text_model(input_ids, attention_mask, backend=backend).pooler_output)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        dtype=jnp.float32,
-        cache: bool = True,
-        cache_dir: str | os.PathLike | None = None,
-    ) -> "CLIPModel":
-        """Load a transformers ``CLIPModel`` ``save_pretrained`` folder (config.json + safetensors).
-
-        Conversion is strict (:func:`convert.common.fill_module`); ``position_ids`` buffers are skipped.
-        With ``cache`` the converted parameters are kept in the orbax cache.
-        """
-        config = CLIPConfig.from_pretrained(path)
-        model = nnx.eval_shape(lambda: cls(config, dtype=dtype, rngs=nnx.Rngs(0)))
-        load_folder(model, path, skip=("position_ids",), what="CLIPModel", cache=cache, cache_dir=cache_dir)
-        return model

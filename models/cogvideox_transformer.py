@@ -21,7 +21,6 @@ the whole (text + video) map. 2B instead adds 3D sin-cos position embeddings to 
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Mapping
 
 import jax
@@ -29,8 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from convert.common import read_config
-from ieadapt_jax import Record, Rewiring, SiteContext, SiteTable
+from ..core import ConfigError, Record, Rewiring, SiteContext, SiteTable
 from .layers import TimestepEmbedding, timestep_embedding
 
 # attn1's per-head q/k LayerNorm uses eps 1e-6 whatever the model's norm_eps (diffusers' CogVideoXBlock).
@@ -41,9 +39,6 @@ _ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
 }
 
-
-class ConfigError(ValueError):
-    """A CogVideoX transformer config asks for something this port does not implement."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,11 +103,6 @@ class CogVideoXTransformerConfig:
         if kwargs.get("out_channels") is None:
             kwargs["out_channels"] = int(config.get("in_channels", cls.in_channels))
         return cls(**kwargs)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "CogVideoXTransformerConfig":
-        """Read ``config.json`` from a diffusers ``save_pretrained`` folder."""
-        return cls.from_dict(read_config(path))
 
 
 def _linear(cin: int, cout: int, *, bias: bool = True, dtype, rngs: nnx.Rngs) -> nnx.Linear:
@@ -369,14 +359,6 @@ class CogVideoXTransformer3DModel(nnx.Module):
             return cls(config, dtype=dtype, rngs=rngs)
 
         return nnx.eval_shape(build)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, dtype=jnp.float32, cache: bool = True,
-                        cache_dir: str | os.PathLike | None = None) -> "CogVideoXTransformer3DModel":
-        """Load a diffusers ``CogVideoXTransformer3DModel`` folder (``convert.cogvideox.load_cogvideox_transformer``)."""
-        from convert.cogvideox import load_cogvideox_transformer
-
-        return load_cogvideox_transformer(path, dtype=dtype, cache=cache, cache_dir=cache_dir)
 
     @property
     def downsampling_factor(self) -> int:

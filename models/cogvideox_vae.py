@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 from typing import Callable
 
 import jax
@@ -38,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from convert.common import read_config
 from .layers import group_norm
 from .vae import LatentDistribution
 
@@ -104,11 +102,6 @@ class AutoencoderKLCogVideoXConfig:
         """From a config.json dict (unknown keys such as ``_class_name`` are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names})
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "AutoencoderKLCogVideoXConfig":
-        """Read ``config.json`` from a diffusers ``save_pretrained`` folder."""
-        return cls.from_dict(read_config(path))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -517,11 +510,3 @@ class AutoencoderKLCogVideoX(nnx.Module):
     def _check(self, x: jax.Array, channels: int, what: str) -> None:
         if x.ndim != 5 or x.shape[-1] != channels:
             raise ValueError(f"{what} must be [B, T, H, W, {channels}] (channels-last), got shape {list(x.shape)}")
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, dtype=jnp.float32, cache: bool = True,
-                        cache_dir: str | os.PathLike | None = None) -> "AutoencoderKLCogVideoX":
-        """Load a diffusers ``save_pretrained`` folder strictly (``convert.cogvideox.load_cogvideox_vae``)."""
-        from convert.cogvideox import load_cogvideox_vae
-
-        return load_cogvideox_vae(path, dtype=dtype, cache=cache, cache_dir=cache_dir)

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from convert.common import load_folder, read_config
-from ieadapt_jax.attention import attend
-from ieadapt_jax.image_resize import resize_like_torch
+from ..core.attention import attend
+from .resize import resize_like_torch
 
 _ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
@@ -308,22 +306,6 @@ class _ViTBase(nnx.Module):
             pos_interpolation = self.DEFAULT_POS_INTERPOLATION
         x = self.embeddings(pixel_values, pos_interpolation)
         return ViTModelOutput(self.layernorm(self.encoder(x, backend)))
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        dtype=jnp.float32,
-        cache: bool = True,
-        cache_dir: str | os.PathLike | None = None,
-    ):
-        """Load a transformers ``save_pretrained`` folder (config.json + safetensors), strictly
-        (:func:`convert.common.fill_module`), through the orbax conversion cache unless ``cache`` is False."""
-        config = ViTConfig.from_dict(read_config(path))
-        model = nnx.eval_shape(lambda: cls(config, dtype=dtype, rngs=nnx.Rngs(0)))
-        load_folder(model, path, skip=cls.SKIP, what=cls.NAME, cache=cache, cache_dir=cache_dir)
-        return model
 
 
 class ViTModel(_ViTBase):

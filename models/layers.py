@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ieadapt_jax import SiteContext
+from ..core.context import SiteContext
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, *, stride: int = 1, padding, dtype, rngs: nnx.Rngs) -> nnx.Conv:

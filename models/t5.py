@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Callable
 
 import jax
@@ -26,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from convert.common import read_config
-from ieadapt_jax.attention import attend
+from ..core.attention import attend
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
@@ -79,11 +77,6 @@ class T5Config:
         """From a config.json dict (unknown keys are ignored)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in config.items() if k in names})
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "T5Config":
-        """Read ``config.json`` from a transformers ``save_pretrained`` folder."""
-        return cls.from_dict(read_config(path))
 
 
 def _linear(cin: int, cout: int, *, dtype, rngs: nnx.Rngs) -> nnx.Linear:
@@ -265,17 +258,3 @@ class T5EncoderModel(nnx.Module):
         if clip_skip is not None:
             raise ValueError(f"clip_skip={clip_skip} applies to CLIP text encoders only; the T5 encoder takes None")
         return self(input_ids, backend=backend)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        dtype=jnp.float32,
-        cache: bool = True,
-        cache_dir: str | os.PathLike | None = None,
-    ) -> "T5EncoderModel":
-        """Load a transformers ``T5EncoderModel`` ``save_pretrained`` folder (see ``convert.cogvideox.load_t5_encoder``)."""
-        from convert.cogvideox import load_t5_encoder
-
-        return load_t5_encoder(path, dtype=dtype, cache=cache, cache_dir=cache_dir)

@@ -17,16 +17,13 @@ in forward order, named by module path, with kinds spatial_self / cross / tempor
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ieadapt_jax import Record, Rewiring, SiteContext, SiteTable
+from ..core import ConfigError, Record, Rewiring, SiteContext, SiteTable
 from .layers import (
     Attention,
     Downsample2D,
@@ -47,9 +44,6 @@ PLAIN_UP = "UpBlockMotion"
 # Transformer2D and motion-module GroupNorms use eps 1e-6 regardless of the UNet's norm_eps.
 TRANSFORMER_NORM_EPS = 1e-6
 
-
-class ConfigError(ValueError):
-    """A config asks for something this port does not implement, or is inconsistent."""
 
 
 def _per_block(value, count: int, name: str) -> tuple[int, ...]:
@@ -210,11 +204,6 @@ class UNetMotionConfig:
         if not merged.get("num_attention_heads"):
             merged["num_attention_heads"] = merged.get("attention_head_dim", 8)
         return cls.from_dict(merged)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "UNetMotionConfig":
-        """From the config.json of a UNetMotionModel folder."""
-        return cls.from_dict(json.loads((Path(path) / "config.json").read_text()))
 
 
 def _single_cross_dim(value) -> int:
@@ -536,14 +525,6 @@ class UNetMotionModel(nnx.Module):
 
         return nnx.eval_shape(build)
 
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, motion_adapter: str | os.PathLike | None = None,
-                        *, dtype=jnp.float32) -> "UNetMotionModel":
-        """Load a diffusers folder (see ``convert.animatediff.load_unet_motion`` for the accepted layouts)."""
-        from convert.animatediff import load_unet_motion
-
-        return load_unet_motion(path, motion_adapter, dtype=dtype)
-
     @property
     def downsampling_factor(self) -> int:
         """The spatial size must be a multiple of this (2 ** number of upsamplers)."""
@@ -631,19 +612,3 @@ class UNetMotionModel(nnx.Module):
                 f"{self.config.cross_attention_dim}"
             )
         return b, f, h, w
-
-
-def make_forward(model: UNetMotionModel, *, record=False, backend: str = "auto"):
-    """A jitted pure forward and the model's state, splitting the model once at the jit boundary.
-
-    Returns (forward, state) with ``forward(state, sample, timesteps, encoder_hidden_states, rewiring=None)
-    -> (noise_pred, Record | None)``. ``record`` and ``backend`` are part of the static plan; rewiring
-    values (not its shape) can change without recompiling.
-    """
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def forward(state, sample, timesteps, encoder_hidden_states, rewiring=None):
-        return nnx.merge(graphdef, state)(sample, timesteps, encoder_hidden_states, rewiring, record=record, backend=backend)
-
-    return forward, state

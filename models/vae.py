@@ -16,17 +16,14 @@ Latent scaling (``config.scaling_factor``) is the caller's business, as in diffu
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from convert.common import load_folder, read_config
-from ieadapt_jax.attention import SiteContext
-from ieadapt_jax.sites import SiteTable
-
+from ..core.context import SiteContext
+from ..core.sites import SiteTable
 from .layers import Attention, Downsample2D, ResnetBlock2D, Upsample2D, group_norm
 
 _EPS = 1e-6  # every GroupNorm of the SD VAE
@@ -79,11 +76,6 @@ class AutoencoderKLConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names}
         return cls(**kwargs)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> "AutoencoderKLConfig":
-        """Read ``config.json`` from a diffusers ``save_pretrained`` folder."""
-        return cls.from_dict(read_config(path))
 
 
 class LatentDistribution(NamedTuple):
@@ -312,22 +304,6 @@ class AutoencoderKL(nnx.Module):
     def _check(self, x: jax.Array, channels: int, what: str) -> None:
         if x.ndim != 4 or x.shape[-1] != channels:
             raise ValueError(f"{what} must be [N, H, W, {channels}] (channels-last), got shape {list(x.shape)}")
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | os.PathLike,
-        *,
-        dtype=jnp.float32,
-        cache: bool = True,
-        cache_dir: str | os.PathLike | None = None,
-    ) -> "AutoencoderKL":
-        """Load a diffusers ``save_pretrained`` folder (config.json + safetensors), strictly; with
-        ``cache`` the converted parameters are kept in the orbax cache (:func:`convert.common.cached_load`)."""
-        config = AutoencoderKLConfig.from_pretrained(path)
-        model = nnx.eval_shape(lambda: cls(config, dtype=dtype, rngs=nnx.Rngs(0)))
-        load_folder(model, path, what="AutoencoderKL", cache=cache, cache_dir=cache_dir)
-        return model
 
 
 def _chunked(fn, x: jax.Array, chunk_size: int) -> tuple[jax.Array, ...]:

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 import transformers
 
-from ieadapt_jax.demo import tiny_tokenizer
+from ieadapt_jax.tiny import tiny_tokenizer
 
 
 def save_tiny_clip(path, *, projection_dim=16, image_size=224, patch_size=32, seed=0, tokenizer=True):

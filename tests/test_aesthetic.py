@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert.metrics_weights import load_aesthetic, load_clip
+from metric_models import random_videos, save_tiny_clip
 from safetensors.torch import save_file
 
-from convert.common import ConversionError
-from convert.metrics_weights import load_aesthetic, load_clip
 from ieadapt_jax.scoring import aesthetic_score
-from metric_models import random_videos, save_tiny_clip
 
 ATOL = 1e-4
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ieadapt_jax import SiteRewiring, attend, attention_map, mode_mix, resolve_backend
-from ieadapt_jax.rewiring import RewiringError
+from ieadapt_jax.core.rewiring import RewiringError
 
 BACKENDS = ["reference", "chunked"]
 
@@ -291,12 +291,12 @@ def test_chunked_backend_runs_inside_shard_map_with_varying_inputs():
 def _cudnn_stand_in(seen=None):
     """The cuDNN LSE kernel's contract on CPU (out [B, Nq, H, Dv], log-sum-exp [B, Nq, H]) by the materialising
     path; ``seen`` collects the query shapes it is called with."""
-    import ieadapt_jax.attention as attention
+    import ieadapt_jax.core.attention as attention
 
     def kernel(q, k, v, scale, causal):
         if seen is not None:
             seen.append(q.shape)
-        logits = attention._masked_logits(q, k, None, causal, scale)  # [B, H, Nq, Nk]
+        logits = attention.masked_logits(q, k, None, causal, scale)  # [B, H, Nq, Nk]
         out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v.astype(jnp.float32))
         return out.astype(q.dtype), jax.nn.logsumexp(logits, axis=-1).transpose(0, 2, 1)
 
@@ -310,15 +310,15 @@ def test_cudnn_single_pass_probe_answers_the_same_when_first_asked_inside_a_trac
     probe's check became a tracer under the outer trace, failed, and every recording forward silently took
     the two-pass path.
     """
-    import ieadapt_jax.attention as attention
+    import ieadapt_jax.core.cudnn as cudnn
 
-    monkeypatch.setattr(attention, "_cudnn_lse_kernel", _cudnn_stand_in())
-    monkeypatch.setattr(attention, "_WIDE_VALUES", {})
+    monkeypatch.setattr(cudnn, "lse_kernel", _cudnn_stand_in())
+    monkeypatch.setattr(cudnn, "WIDE_VALUES", {})
     answers = []
 
     @jax.jit
     def traced(x):
-        answers.append(attention._cudnn_wide_values_supported(40, 80))
+        answers.append(cudnn.wide_values_supported(40, 80))
         return x
 
     traced(jnp.ones(3))
@@ -329,14 +329,14 @@ def test_cudnn_call_folds_vmapped_configurations_into_its_batch(monkeypatch):
     """Under vmap (a sweep's stacked configurations) the kernel gets one [M·B] batch, also with value heads wider
     than the key's (JAX's own batching rule reshapes values with the key's head dim and fails there), and the
     results equal a loop over the configurations. Nested vmaps and unmapped operands fold too."""
-    import ieadapt_jax.attention as attention
+    import ieadapt_jax.core.cudnn as cudnn
 
     seen = []
-    monkeypatch.setattr(attention, "_cudnn_lse_kernel", _cudnn_stand_in(seen))
+    monkeypatch.setattr(cudnn, "lse_kernel", _cudnn_stand_in(seen))
     M, B, N, H, D = 3, 2, 16, 2, 8
     q, k = jax.random.normal(jax.random.PRNGKey(0), (2, M, B, N, H, D))
     wide = jax.random.normal(jax.random.PRNGKey(1), (M, B, N, H, 2 * D))
-    call = functools.partial(attention._cudnn_with_lse, scale=0.3, causal=False)
+    call = functools.partial(cudnn.attention_with_lse, scale=0.3, causal=False)
 
     out, lse = jax.jit(jax.vmap(call))(q, k, wide)
     assert seen[-1] == (M * B, N, H, D)
@@ -357,18 +357,19 @@ def test_cudnn_call_folds_vmapped_configurations_into_its_batch(monkeypatch):
 def test_vmapped_cudnn_recording_matches_the_reference(monkeypatch):
     """attend(backend="cudnn", record=True) under vmap, as a recording sweep on a GPU runs it (cuDNN stood in
     for on CPU): one-pass entropy from the log-sum-exp equals the materialised map's."""
-    import ieadapt_jax.attention as attention
+    import ieadapt_jax.core.attention as attention
+    import ieadapt_jax.core.cudnn as cudnn
 
     monkeypatch.setattr(attention.jax, "default_backend", lambda: "gpu")
-    monkeypatch.setattr(attention, "_cudnn_lse_kernel", _cudnn_stand_in())
-    monkeypatch.setattr(attention, "_WIDE_VALUES", {})
+    monkeypatch.setattr(cudnn, "lse_kernel", _cudnn_stand_in())
+    monkeypatch.setattr(cudnn, "WIDE_VALUES", {})
     q, k, v = jax.random.normal(jax.random.PRNGKey(2), (3, 4, 2, 32, 2, 40)).astype(jnp.bfloat16)
 
     def run(backend):
         return jax.vmap(lambda q, k, v: attend(q, k, v, backend=backend, record=True))(q, k, v)
 
     (out, rec), (want_out, want_rec) = run("cudnn"), run("reference")
-    assert attention._WIDE_VALUES == {(40, 80): True}
+    assert cudnn.WIDE_VALUES == {(40, 80): True}
     np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(want_out, np.float32), atol=2e-2)
     np.testing.assert_allclose(rec.entropy, want_rec.entropy, atol=5e-3)
     np.testing.assert_allclose(rec.energy, want_rec.energy, rtol=2e-2)

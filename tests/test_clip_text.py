@@ -8,9 +8,9 @@ import pytest
 import torch
 import transformers
 from flax import nnx
-
-from convert.common import ConversionError
-from models.clip_text import CLIPTextConfig, CLIPTextModel
+from ieadapt_jax.convert.common import ConversionError, read_model_config
+from ieadapt_jax.convert.folders import load_clip_text
+from ieadapt_jax.models.clip_text import CLIPTextConfig
 
 EOS = 999
 ATOL = 1e-4
@@ -59,7 +59,7 @@ def test_hidden_states_match_transformers(tmp_path, monkeypatch, act):
     ids = _ids()
     last, pooled, hidden = _torch_outputs(ref, ids)
 
-    model = CLIPTextModel.from_pretrained(tmp_path / "clip")
+    model = load_clip_text(tmp_path / "clip")
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -88,7 +88,7 @@ def test_padding_mask_and_legacy_eos(tmp_path, monkeypatch):
     ids = _ids(length=16, eos_at=(3, 9), seed=1)
     mask = (np.arange(16)[None, :] < np.array([[5], [12]])).astype(np.int64)
     last, pooled, _ = _torch_outputs(ref, ids, mask)
-    model = CLIPTextModel.from_pretrained(tmp_path / "clip", cache=False)
+    model = load_clip_text(tmp_path / "clip", cache=False)
     out = model(jnp.asarray(ids), jnp.asarray(mask))
     np.testing.assert_allclose(out.last_hidden_state, last, atol=ATOL)
     np.testing.assert_allclose(out.pooler_output, pooled, atol=ATOL)  # legacy rule: argmax of ids
@@ -103,17 +103,17 @@ def test_checkpoint_keys_with_text_model_prefix(tmp_path):
     legacy = {("text_model." + k if not k.startswith("text_model.") else k): v for k, v in tensors.items()}
     legacy["text_model.embeddings.position_ids"] = np.arange(77)[None]
     save_file(legacy, tmp_path / "clip" / "model.safetensors")
-    model = CLIPTextModel.from_pretrained(tmp_path / "clip", cache=False)
+    model = load_clip_text(tmp_path / "clip", cache=False)
     ids = _ids(length=77)
     np.testing.assert_allclose(model(jnp.asarray(ids)).last_hidden_state, _torch_outputs(ref, ids)[0], atol=ATOL)
 
 
 def test_config_and_errors(tmp_path):
     _save_tiny(tmp_path / "clip", num_hidden_layers=1)
-    model = CLIPTextModel.from_pretrained(tmp_path / "clip", cache=False)
+    model = load_clip_text(tmp_path / "clip", cache=False)
     with pytest.raises(ValueError, match="exceeds max_position_embeddings"):
         model(jnp.zeros((1, 78), jnp.int32))
-    cfg = CLIPTextConfig.from_pretrained(tmp_path / "clip")
+    cfg = read_model_config(CLIPTextConfig.from_dict, tmp_path / "clip", "CLIPTextModel")
     assert (cfg.hidden_size, cfg.num_attention_heads, cfg.head_dim, cfg.eos_token_id) == (32, 4, 8, EOS)
     with pytest.raises(ValueError, match="hidden_act"):
         CLIPTextConfig(hidden_act="relu6")
@@ -121,4 +121,4 @@ def test_config_and_errors(tmp_path):
     config["num_hidden_layers"] = 2  # the weights hold one layer
     (tmp_path / "clip" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConversionError, match=r"(?s)model\.safetensors.*encoder\.layers\.1\.mlp\.fc1\.kernel"):
-        CLIPTextModel.from_pretrained(tmp_path / "clip", cache=False)
+        load_clip_text(tmp_path / "clip", cache=False)

@@ -7,11 +7,12 @@ import pytest
 import torch
 import transformers
 from flax import nnx
-
-from convert.common import ConversionError
-from ieadapt_jax.scoring import MetricError, clip_pixels
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert.folders import load_clip_model
+from ieadapt_jax.models.clip_vision import CLIPConfig, CLIPModel
 from metric_models import random_videos, save_tiny_clip
-from models.clip_vision import CLIPConfig, CLIPModel
+
+from ieadapt_jax.scoring import MetricError, clip_pixels
 
 ATOL = 1e-4
 
@@ -33,7 +34,7 @@ def test_clip_model_matches_transformers(tmp_path, monkeypatch):
         image = _features(ref.get_image_features(torch_pixels))
         text = _features(ref.get_text_features(torch.from_numpy(tokens["input_ids"]), torch.from_numpy(tokens["attention_mask"])))
 
-    model = CLIPModel.from_pretrained(tmp_path / "clip")
+    model = load_clip_model(tmp_path / "clip")
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -75,7 +76,7 @@ def test_presets():
 
 def test_clip_errors(tmp_path):
     save_tiny_clip(tmp_path / "clip", tokenizer=False)
-    model = CLIPModel.from_pretrained(tmp_path / "clip", cache=False)
+    model = load_clip_model(tmp_path / "clip", cache=False)
     with pytest.raises(ValueError, match=r"must be \[N, 224, 224, 3\]"):
         model.get_image_features(jnp.zeros((1, 200, 200, 3)))
     with pytest.raises(MetricError, match="uint8"):
@@ -83,6 +84,6 @@ def test_clip_errors(tmp_path):
     (tmp_path / "text").mkdir()
     transformers.CLIPTextModel(transformers.CLIPTextConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)).save_pretrained(tmp_path / "text")
     with pytest.raises(ValueError, match="not a CLIPModel config"):
-        CLIPModel.from_pretrained(tmp_path / "text", cache=False)
+        load_clip_model(tmp_path / "text", cache=False)
     with pytest.raises(ConversionError, match="does not exist"):
-        CLIPModel.from_pretrained(tmp_path / "missing", cache=False)
+        load_clip_model(tmp_path / "missing", cache=False)

@@ -13,14 +13,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
+from test_cogvideox_pipeline import tiny_cogvideox_parts
 
 import ieadapt_jax as ia
 from ieadapt_jax.edit import OUTPUTS, main
-from ieadapt_jax.editing import EditError, edit, encode_text, encode_video, word_positions
+from ieadapt_jax.editing import (
+    EditError,
+    edit,
+    encode_text,
+    encode_video,
+    word_positions,
+)
 from ieadapt_jax.sampling import make_plan, sample
 from ieadapt_jax.schedulers import make_schedule
 from ieadapt_jax.video_io import read_video, write_video
-from test_cogvideox_pipeline import tiny_cogvideox_parts
 
 SOURCE, TARGET = "a cat runs", "a dog runs"
 SIZE = dict(num_frames=9, height=32, width=32)

@@ -15,11 +15,15 @@ import pytest
 import torch
 import transformers
 from diffusers.schedulers import scheduling_dpm_cogvideox
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.models import (
+    AutoencoderKLCogVideoX,
+    CogVideoXTransformer3DModel,
+    T5EncoderModel,
+)
 
 import ieadapt_jax as ia
-from convert.common import ConversionError
 from ieadapt_jax.guidance import dynamic_cfg_scales, guidance_rows_over_steps
-from models import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel, T5EncoderModel
 
 FRAMES, SIZE, STEPS, OMEGA, TEXT = 9, 32, 3, 6.0, 8
 LATENT = (3, 8, 8, 4)  # [f, h, w, C]

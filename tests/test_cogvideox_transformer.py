@@ -8,20 +8,23 @@ so the RoPE resize-crop positions and the recomputed sin-cos table are exercised
 import json
 import math
 
+import diffusers
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-import diffusers
 from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
 from diffusers.models.embeddings import apply_rotary_emb, get_3d_rotary_pos_embed
-from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import (
+    get_resize_crop_region_for_grid,
+)
+from ieadapt_jax.convert.cogvideox import load_cogvideox_transformer
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.models import CogVideoXTransformer3DModel, CogVideoXTransformerConfig
+from ieadapt_jax.models.cogvideox_transformer import ConfigError
 
 import ieadapt_jax as ia
-from convert.cogvideox import load_cogvideox_transformer
-from convert.common import ConversionError
-from models import CogVideoXTransformer3DModel, CogVideoXTransformerConfig, make_forward
-from models.cogvideox_transformer import ConfigError
+from ieadapt_jax.core import make_forward
 
 ATOL = 1e-4
 BATCH, FRAMES, HEIGHT, WIDTH, CHANNELS, TEXT = 2, 3, 8, 6, 4, 8

@@ -7,17 +7,16 @@ GroupNorm groups 2, one resnet per block. 25 frames encode in diffusers' chunks 
 """
 import json
 
+import diffusers
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-import diffusers
 from flax import nnx
-
-from convert.cogvideox import load_cogvideox_vae
-from convert.common import ConversionError
-from models import AutoencoderKLCogVideoXConfig, Tiling
+from ieadapt_jax.convert.cogvideox import load_cogvideox_vae
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.models import AutoencoderKLCogVideoXConfig, Tiling
 
 ATOL = 1e-4
 BLOCKS = 3

@@ -2,22 +2,21 @@
 import json
 import os
 
+import ieadapt_jax.convert.common as common
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
 import torch
 from flax import nnx
-from safetensors.numpy import save_file
-
-import convert.common as common
-from convert.common import (
+from ieadapt_jax.convert.common import (
     ConversionError,
     cached_load,
     fill_module,
     read_folder,
     read_state_dict_file,
 )
+from safetensors.numpy import save_file
 
 
 class Tiny(nnx.Module):

@@ -9,11 +9,11 @@ import pytest
 import torch
 import transformers
 from flax import nnx
-
-from convert.common import ConversionError
-from convert.metrics_weights import load_dino
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert.folders import load_vit
+from ieadapt_jax.convert.metrics_weights import load_dino
+from ieadapt_jax.models.dino import Dinov2Model, ViTModel
 from metric_models import save_tiny_dino
-from models.dino import Dinov2Model, ViTModel
 
 ATOL = 1e-4
 
@@ -69,7 +69,7 @@ def test_dino_hub_position_interpolation(tmp_path, monkeypatch):
 
 def test_errors(tmp_path):
     save_tiny_dino(tmp_path / "vit", kind="vit")
-    model = ViTModel.from_pretrained(tmp_path / "vit", cache=False)
+    model = load_vit(ViTModel, tmp_path / "vit", cache=False)
     with pytest.raises(ValueError, match="pos_interpolation='transformers' or 'dino'"):
         model(jnp.zeros((1, 48, 64, 3)))
     with pytest.raises(ValueError, match=r"pixel_values must be \[N, H, W, 3\]"):

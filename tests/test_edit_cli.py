@@ -6,11 +6,11 @@ import diffusers
 import numpy as np
 import pytest
 from PIL import Image
+from test_load_pipeline import _components
 
 from ieadapt_jax.edit import OUTPUTS, main
 from ieadapt_jax.toy.model import build_models, save_toy
 from ieadapt_jax.video_io import read_video, write_video
-from test_load_pipeline import _components
 
 FAST = ["--steps", "2", "--quiet"]
 SMALL = ["--frames", "4", "--height", "16", "--width", "16"]

@@ -5,13 +5,18 @@ import numpy as np
 import pytest
 
 import ieadapt_jax as ia
+from ieadapt_jax.core import make_forward
 from ieadapt_jax.editing import EditError, edit, edit_batch, encode_text, word_positions
 from ieadapt_jax.loading import AnimateDiffComponents
 from ieadapt_jax.sampling import Blend, SamplingError, make_plan, sample
 from ieadapt_jax.schedulers import make_schedule, step
 from ieadapt_jax.toy import world
-from ieadapt_jax.toy.model import SCHEDULER_CONFIG, PixelSpace, ToyTokenizer, build_models
-from models.unet_motion import make_forward
+from ieadapt_jax.toy.model import (
+    SCHEDULER_CONFIG,
+    PixelSpace,
+    ToyTokenizer,
+    build_models,
+)
 
 SOURCE = "a large red circle moving right on a white background"
 TARGET = "a large blue circle moving right on a white background"

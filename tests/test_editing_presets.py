@@ -1,10 +1,19 @@
 """Editing presets: each method rewires exactly the sites and tensors it should; rows, weights, windows, P2P alignment."""
 import numpy as np
 import pytest
+from ieadapt_jax.models.unet_motion import UNetMotionConfig, UNetMotionModel
 
-from ieadapt_jax.editing import METHODS, EditError, ddim_config, check_p2p_prompts, decoder_sites, edit_rewiring, pair_layout, select_sites
+from ieadapt_jax.editing import (
+    METHODS,
+    EditError,
+    check_p2p_prompts,
+    ddim_config,
+    decoder_sites,
+    edit_rewiring,
+    pair_layout,
+    select_sites,
+)
 from ieadapt_jax.toy.model import ToyTokenizer, abstract_models
-from models.unet_motion import UNetMotionConfig, UNetMotionModel
 
 STEPS = 5
 SD15_TOKENFLOW = [f"up_blocks.{b}.attentions.{a}.transformer_blocks.0.attn1"

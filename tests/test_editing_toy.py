@@ -3,9 +3,9 @@ import jax
 import numpy as np
 import pytest
 
+from ieadapt_jax.edit import DEFAULT_STEPS, REAL_VIDEO_GUIDANCE, TOY_SOURCE, TOY_TARGET
 from ieadapt_jax.editing import edit
 from ieadapt_jax.editing.toy_scores import score_edit
-from ieadapt_jax.edit import DEFAULT_STEPS, REAL_VIDEO_GUIDANCE, TOY_SOURCE, TOY_TARGET
 from ieadapt_jax.toy import default, world
 from ieadapt_jax.toy.model import DEFAULT_GUIDANCE_SCALE
 

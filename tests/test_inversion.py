@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import ieadapt_jax as ia
+from ieadapt_jax.core import make_forward
 from ieadapt_jax.inversion import InversionError, inverse_schedule, invert
 from ieadapt_jax.sampling import Drive, SamplingError, make_plan, sample
 from ieadapt_jax.schedulers import make_schedule, step
-from models.unet_motion import make_forward
 
 ATOL = 1e-5
 LOOP_ATOL = 5e-5  # a compiled loop vs a Python loop of compiled forwards: float32 reassociation

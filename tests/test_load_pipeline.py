@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.models.clip_text import CLIPTextModel
+from ieadapt_jax.models.unet_motion import UNetMotionModel
+from ieadapt_jax.models.vae import AutoencoderKL
 
 import ieadapt_jax
-from convert.common import ConversionError
-from models.clip_text import CLIPTextModel
-from ieadapt_jax.demo import tiny_tokenizer
-from models.unet_motion import UNetMotionModel
-from models.vae import AutoencoderKL
+from ieadapt_jax.tiny import tiny_tokenizer
 
 ATOL = 1e-4
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
-
-from convert.common import ConversionError
-from convert.metrics_weights import load_lpips
-from ieadapt_jax.scoring import lpips_distance
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert.metrics_weights import load_lpips
 from reference_packages import reference_modules
+
+from ieadapt_jax.scoring import lpips_distance
 
 ATOL = 1e-4
 

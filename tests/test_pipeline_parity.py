@@ -3,10 +3,10 @@ import diffusers
 import numpy as np
 import pytest
 import torch
+from test_load_pipeline import _components
 
 import ieadapt_jax as ia
 from ieadapt_jax.video_io import read_video, write_video
-from test_load_pipeline import _components
 
 FRAMES, SIZE, STEPS, OMEGA = 4, 16, 3, 7.5
 # Random tiny weights under CFG 7.5 drive the latents to |x| ~ 100, so the tolerance is relative to their scale:

@@ -5,10 +5,10 @@ test_cogvideox_pipeline: the snapshot path, the video and latent sizes, the step
 """
 import diffusers
 import numpy as np
-
-from ieadapt_jax.video_io import write_video
 from readme_examples import run_example
 from test_cogvideox_pipeline import tiny_cogvideox_parts
+
+from ieadapt_jax.video_io import write_video
 
 
 def test_readme_cogvideox_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch):

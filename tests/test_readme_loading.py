@@ -4,7 +4,6 @@ The example (a ```py block: it needs a real checkpoint) is run with three substi
 tiny model: the snapshot path, the latent size 64 -> 8, and the spatial layer index 15 -> 3.
 """
 import diffusers
-
 from readme_examples import run_example
 from test_load_pipeline import _components
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import ieadapt_jax as ia
-from models import make_forward
 from ieadapt_jax import sampling
+from ieadapt_jax.core import make_forward
 from ieadapt_jax.guidance import GuidanceError, guidance_rows, register_sites
 from ieadapt_jax.pipeline import PipelineError
 from ieadapt_jax.schedulers import make_schedule, scale_model_input, step
@@ -80,12 +80,12 @@ def test_rewiring_and_weights_change_without_retracing_and_records_per_step(tiny
     text = jax.random.normal(jax.random.PRNGKey(2), (2, 5, 32))
     sites = table.select(kind="temporal")[:2]
     plan = ia.make_plan(unet, [0, 0], record="self", active=sites, progress=False)
-    before = sampling._run._cache_size()
+    before = sampling._run.pure._cache_size()
     outs = []
     for mode, w in (("I", 0.3), ("U", 0.7), (0.5, 0.3)):
         rw = ia.over_steps(ia.perturb(ia.noop(table, 2), table, sites, mode, rows=[1]), 3, (0, 2))
         outs.append(ia.sample(unet, plan, schedule, latents, text, jnp.asarray([[1 - w, w]]), rw))
-    assert sampling._run._cache_size() == before + 1
+    assert sampling._run.pure._cache_size() == before + 1
     assert not np.allclose(outs[0].latents, outs[1].latents)
     n_self = len(table.select(kind="self"))
     assert outs[0].records.entropy.shape == (3, n_self, 2)

@@ -11,11 +11,11 @@ import PIL.Image
 import pytest
 import torch
 import transformers
-
-from ieadapt_jax import scoring
-from ieadapt_jax.image_resize import resize_like_pil, resize_like_torch
+from ieadapt_jax.models.resize import resize_like_pil, resize_like_torch
 from metric_models import random_videos, save_tiny_clip, save_tiny_dino
 from reference_packages import reference_modules
+
+from ieadapt_jax import scoring
 
 ATOL = 1e-4
 PIL_FILTERS = {"bicubic": PIL.Image.BICUBIC, "bilinear": PIL.Image.BILINEAR}

@@ -1,13 +1,13 @@
 """Sweep definition, prompts, results store and metric registry: host-side logic, no model forward."""
 import json
 
+import dm_pix
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import dm_pix
-from ieadapt_jax.sites import SiteTable
+from ieadapt_jax.core.sites import SiteTable
 from ieadapt_jax.sweep import definition as sd
 from ieadapt_jax.sweep import metrics as sm
 from ieadapt_jax.sweep.engine import thumbnail

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from ieadapt_jax.convert.cogvideox import load_t5_encoder
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.models.t5 import T5Config, relative_position_buckets
 from safetensors.numpy import load_file, save_file
 from transformers.models.t5.modeling_t5 import T5Attention
-
-from convert.cogvideox import load_t5_encoder
-from convert.common import ConversionError
-from models.t5 import T5Config, T5EncoderModel, relative_position_buckets
 
 ATOL = 1e-4
 
@@ -51,7 +50,7 @@ def test_relative_position_buckets_match_transformers(length, buckets, max_dista
 def test_hidden_states_match_transformers(tmp_path, monkeypatch, feed_forward):
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
     reference = _save_tiny(tmp_path / "t5", feed_forward_proj=feed_forward, num_layers=3)
-    model = T5EncoderModel.from_pretrained(tmp_path / "t5")
+    model = load_t5_encoder(tmp_path / "t5")
     assert model.config.is_gated_act == (feed_forward == "gated-gelu")
     ids = _ids()
     out = model(jnp.asarray(ids))
@@ -59,7 +58,7 @@ def test_hidden_states_match_transformers(tmp_path, monkeypatch, feed_forward):
     np.testing.assert_allclose(model.prompt_embeds(jnp.asarray(ids)), out, atol=0)
     mask = (np.arange(40)[None, :] < np.array([[12], [40]])).astype(np.int64)
     np.testing.assert_allclose(model(jnp.asarray(ids), jnp.asarray(mask)), _reference(reference, ids, mask), atol=ATOL)
-    cached = T5EncoderModel.from_pretrained(tmp_path / "t5")  # second load: from the orbax cache
+    cached = load_t5_encoder(tmp_path / "t5")  # second load: from the orbax cache
     np.testing.assert_allclose(cached(jnp.asarray(ids)), out, atol=0)
 
 

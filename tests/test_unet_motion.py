@@ -17,9 +17,11 @@ from flax import nnx
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
+from ieadapt_jax.convert.animatediff import load_unet_motion  # noqa: E402
+from ieadapt_jax.models import UNetMotionConfig, UNetMotionModel  # noqa: E402
+
 import ieadapt_jax  # noqa: E402
-from convert.animatediff import load_unet_motion  # noqa: E402
-from models import UNetMotionConfig, UNetMotionModel, make_forward  # noqa: E402
+from ieadapt_jax.core import make_forward
 
 ATOL = 1e-4
 
@@ -113,7 +115,10 @@ def _pag_sites(torch_model, pattern: str) -> list[str]:
 def test_identity_perturbation_matches_pag(tiny, pattern):
     """Row 1 perturbed to A→I at the PAG-selected sites == diffusers' PAGIdentitySelfAttnProcessor2_0,
     which splits each attention batch into [first half = video 0, second half = video 1 perturbed]."""
-    from diffusers.models.attention_processor import AttnProcessor2_0, PAGIdentitySelfAttnProcessor2_0
+    from diffusers.models.attention_processor import (
+        AttnProcessor2_0,
+        PAGIdentitySelfAttnProcessor2_0,
+    )
 
     names = _pag_sites(tiny.torch_model, pattern)
     assert names, pattern

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
-
-from convert.common import ConversionError
-from models.vae import AutoencoderKL, AutoencoderKLConfig
+from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert.folders import load_vae, read_vae_config
+from ieadapt_jax.models.vae import AutoencoderKLConfig
 
 ATOL = 1e-4
 TINY = dict(  # reference §6 vae_tiny: 4 levels, ch [8, 16, 16, 16], 2 layers, 4 groups
@@ -75,7 +75,7 @@ def test_encode_decode_match_diffusers(tmp_path, monkeypatch, config, size):
         posterior = ref.encode(_nchw(images)).latent_dist
         decoded = ref.decode(_nchw(latents)).sample
 
-    model = AutoencoderKL.from_pretrained(tmp_path / "vae")
+    model = load_vae(tmp_path / "vae")
     mean, logvar, out = _jitted(model)(jnp.asarray(images), jnp.asarray(latents))
     assert mean.shape == (2, size // down, size // down, 4)
     np.testing.assert_allclose(mean, _nhwc(posterior.mean), atol=ATOL)
@@ -87,7 +87,7 @@ def test_encode_decode_match_diffusers(tmp_path, monkeypatch, config, size):
 
 def test_frame_chunks_equal_one_batch_and_odd_sizes(tmp_path):
     ref = _save(tmp_path / "vae", MICRO | {"mid_block_add_attention": True})
-    model = AutoencoderKL.from_pretrained(tmp_path / "vae", cache=False)
+    model = load_vae(tmp_path / "vae", cache=False)
     rng = np.random.default_rng(1)
     latents = jnp.asarray(rng.standard_normal((5, 6, 5, 4)), jnp.float32)  # 5 frames, odd latent width
     whole = model.decode(latents)
@@ -105,11 +105,11 @@ def test_frame_chunks_equal_one_batch_and_odd_sizes(tmp_path):
 
 def test_config_and_errors(tmp_path):
     _save(tmp_path / "vae", MICRO)
-    cfg = AutoencoderKLConfig.from_pretrained(tmp_path / "vae")
+    cfg = read_vae_config(tmp_path / "vae")
     assert cfg.block_out_channels == (8, 16) and cfg.downscale == 2 and cfg.scaling_factor == 0.18215
     with pytest.raises(ValueError, match="block types"):
         AutoencoderKLConfig(down_block_types=("AttnDownEncoderBlock2D",))
-    model = AutoencoderKL.from_pretrained(tmp_path / "vae", cache=False)
+    model = load_vae(tmp_path / "vae", cache=False)
     with pytest.raises(ValueError, match=r"channels-last"):
         model.encode(jnp.zeros((1, 3, 16, 16)))
     with pytest.raises(ValueError, match="chunk_size"):
@@ -118,4 +118,4 @@ def test_config_and_errors(tmp_path):
         (tmp_path / "vae" / "config.json").read_text().replace('"use_quant_conv": false', '"use_quant_conv": true')
     )
     with pytest.raises(ConversionError, match=r"(?s)diffusion_pytorch_model\.safetensors.*quant_conv\.kernel"):
-        AutoencoderKL.from_pretrained(tmp_path / "vae", cache=False)
+        load_vae(tmp_path / "vae", cache=False)

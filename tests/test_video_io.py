@@ -7,7 +7,13 @@ import pytest
 from PIL import Image
 
 from ieadapt_jax import video_io
-from ieadapt_jax.video_io import VideoError, read_mask, read_video, side_by_side, write_video
+from ieadapt_jax.video_io import (
+    VideoError,
+    read_mask,
+    read_video,
+    side_by_side,
+    write_video,
+)
 
 SQUARE = 12
 SQUARE_RGB = (255, 255, 0)

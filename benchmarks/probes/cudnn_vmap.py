@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ieadapt_jax import attend
-from ieadapt_jax import attention
+from ieadapt_jax.core import cudnn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from common import write_json  # noqa: E402
@@ -33,7 +33,7 @@ def check(head_dim: int) -> dict:
 
     (out, rec), (want, want_rec) = run("cudnn"), run("chunked")
     return dict(
-        one_pass=attention._cudnn_wide_values_supported(head_dim, 2 * head_dim),
+        one_pass=cudnn.wide_values_supported(head_dim, 2 * head_dim),
         out_max_abs=float(jnp.abs(out.astype(jnp.float32) - want.astype(jnp.float32)).max()),
         entropy_max_abs=float(jnp.abs(rec.entropy - want_rec.entropy).max()),
         energy_max_rel=float((jnp.abs(rec.energy - want_rec.energy) / jnp.abs(want_rec.energy)).max()),

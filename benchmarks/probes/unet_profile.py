@@ -27,10 +27,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from common import median_seconds, write_json  # noqa: E402
+from ieadapt_jax.models.unet_motion import UNetMotionConfig, UNetMotionModel  # noqa: E402
 from unet_gpu import FULL, TINY  # noqa: E402
 
-from ieadapt_jax.demo import random_init  # noqa: E402
-from models.unet_motion import UNetMotionConfig, UNetMotionModel, make_forward  # noqa: E402
+from ieadapt_jax.core import make_forward
+from ieadapt_jax.tiny import random_init  # noqa: E402
 
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=.*?metadata=\{([^}]*)\}")
 _FIELD = re.compile(r'(\w+)=(?:"([^"]*)"|(\S+))')

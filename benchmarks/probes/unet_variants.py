@@ -34,20 +34,20 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
+import ieadapt_jax.models.layers as layers  # noqa: E402
 import unet_profile  # noqa: E402
 from common import median_seconds, write_json  # noqa: E402
 from unet_gpu import FULL, TINY  # noqa: E402
 
-import ieadapt_jax.attention as attention  # noqa: E402
-import models.layers as layers  # noqa: E402
-from models.unet_motion import make_forward  # noqa: E402
+import ieadapt_jax.core.attention as attention  # noqa: E402
+from ieadapt_jax.core import make_forward  # noqa: E402
 
-ORIGINAL = dict(reference=attention._reference, geglu=layers.GEGLU.__call__)
+ORIGINAL = dict(reference=attention.reference_backend, geglu=layers.GEGLU.__call__)
 SHORT_KEYS = 32
 
 
 def short_reference(q, k, v, bias, causal, scale, want_entropy):
-    """``attention._reference`` with the map as [B, Nq, Nk, H] from broadcast products (key lengths <= 32)."""
+    """``attention.reference_backend`` with the map as [B, Nq, Nk, H] from broadcast products (key lengths <= 32)."""
     if k.shape[1] > SHORT_KEYS:
         return ORIGINAL["reference"](q, k, v, bias, causal, scale, want_entropy)
     f32 = jnp.float32
@@ -63,7 +63,7 @@ def short_reference(q, k, v, bias, causal, scale, want_entropy):
     if not want_entropy:
         return attn, None
     plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
-    return attn, attention._normalise(-jnp.sum(plogp, axis=2), q.shape[1], k.shape[1], causal)
+    return attn, attention.normalise_entropy(-jnp.sum(plogp, axis=2), q.shape[1], k.shape[1], causal)
 
 
 def geglu_split(self, x):
@@ -93,7 +93,7 @@ VARIANTS = dict(short=("reference", short_reference), split=("geglu", geglu_spli
 
 def apply(variant: str) -> None:
     """Restore our functions, then swap in the parts of ``variant``."""
-    attention._reference = ORIGINAL["reference"]
+    attention.reference_backend = ORIGINAL["reference"]
     layers.GEGLU.__call__ = ORIGINAL["geglu"]
     for part in variant.split("+"):
         if part == "base":
@@ -102,7 +102,7 @@ def apply(variant: str) -> None:
             raise SystemExit(f"unknown variant part {part!r}; choose from base, {', '.join(VARIANTS)}")
         slot, fn = VARIANTS[part]
         if slot == "reference":
-            attention._reference = fn
+            attention.reference_backend = fn
         else:
             layers.GEGLU.__call__ = fn
 

@@ -1,7 +1,7 @@
 """Entropy-guided video editing (paper §4.2, Algorithm 1) and its baselines, as rows and rewiring presets.
 
     import ieadapt_jax as ia
-    from ieadapt_jax.editing import edit
+    from . import edit
 
     result = edit(ia.toy.load_default(), "a large red circle moving right on a white background",
                   "a large blue circle moving right on a white background", height=32, width=32,

@@ -31,8 +31,8 @@ import re
 
 import numpy as np
 
-from ..rewiring import Rewiring, SiteSpec, inject, noop, over_steps, resolve_sites
-from ..sites import SiteTable
+from ..core.rewiring import Rewiring, SiteSpec, inject, noop, over_steps, resolve_sites
+from ..core.sites import SiteTable
 
 ROWS_PER_PAIR = 4
 SOURCE_UNCOND, SOURCE_COND, TARGET_UNCOND, TARGET_COND = range(ROWS_PER_PAIR)

@@ -23,35 +23,35 @@ Steps of :func:`edit` (a batch of P pairs in :func:`edit_batch`):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from models import make_forward
-
+from ..core import make_forward
+from ..core.jit import jit_method
+from ..core.rewiring import resolve_sites
 from ..guidance import dynamic_cfg_scales, profile_entropy
 from ..inversion import Inversion, invert
 from ..pipeline import decode_video, encode_prompts, latent_frames, latent_size
-from ..rewiring import resolve_sites
 from ..sampling import Blend, Drive, make_plan, sample
 from ..schedulers import Schedule, make_schedule, scale_model_input
 from .masks import ablate, latent_mask, word_influence_mask, word_positions
 from .presets import (
     DEFAULT_RATIO,
-    EditError,
     ROWS_PER_PAIR,
+    EditError,
     check_applies,
     check_p2p_prompts,
     check_ratio,
     check_window,
     edit_rewiring,
-    method as get_method,
     pair_layout,
     select_sites,
+)
+from .presets import (
+    method as get_method,
 )
 
 PROFILES = ("first", "run")
@@ -305,23 +305,21 @@ def _cond_entropy(records, record_sites, table, pairs: int) -> np.ndarray:
     return entropy
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _encode(graphdef, state, frames):
-    return nnx.merge(graphdef, state).encode_frames(frames).mode()  # [F, h, w, C]
+@jit_method
+def _encode(vae, frames):
+    return vae.encode_frames(frames).mode()  # [F, h, w, C]
 
 
 def encode_video(vae, video: np.ndarray) -> jax.Array:
     """float32 clean latents [f, h, w, C] (times the VAE scaling factor) of a uint8 video [F, H, W, 3]: f = F for an
     image VAE (AnimateDiff), (F − 1)/4 + 1 for CogVideoX's causal 3D VAE (frame-chunked, as diffusers encodes)."""
     frames = jnp.asarray(video, jnp.float32) / 127.5 - 1.0  # [F, H, W, 3] in [-1, 1]
-    graphdef, state = nnx.split(vae)
-    return _encode(graphdef, state, frames).astype(jnp.float32) * vae.config.scaling_factor
+    return _encode(vae, frames).astype(jnp.float32) * vae.config.scaling_factor
 
 
 def decode_latents(vae, latents) -> np.ndarray:
     """uint8 [F, H, W, 3] video of latents [f, h, w, C] (times the VAE scaling factor)."""
-    graphdef, state = nnx.split(vae)
-    return np.asarray(decode_video(graphdef, state, jnp.asarray(latents) / vae.config.scaling_factor))
+    return np.asarray(decode_video(vae, jnp.asarray(latents) / vae.config.scaling_factor))
 
 
 def _time_ratio(components) -> int:

@@ -1,7 +1,7 @@
 """Perturbation sweeps (paper §3, supplementary §7): replace attention maps by I, U or α·I + (1−α)·U, site by
 site or in groups, over many prompts and seeds, and measure what changes.
 
-    from ieadapt_jax import sweep
+    from .. import sweep
     definition = sweep.SweepDefinition(prompts=sweep.load_prompts("vbench"), targets=("each",), modes=("I", "U"))
     sweep.run_sweep(components, definition, "runs/sweep")     # resumable, sharded over all devices
     sweep.write_report("runs/sweep")                           # tables, plots, summary.md

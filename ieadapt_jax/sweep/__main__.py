@@ -160,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_model(model: str, motion_adapter: str | None = None, dtype: str = "auto"):
     """Pipeline components for ``--model`` ("toy", "tiny" or a snapshot path)."""
-    import jax.numpy as jnp
     from pathlib import Path
+
+    import jax.numpy as jnp
 
     from ..toy.evaluate import default_dtype
 
@@ -171,7 +172,7 @@ def load_model(model: str, motion_adapter: str | None = None, dtype: str = "auto
 
         return load_default(chosen)
     if model == "tiny":
-        from ..demo import tiny_animatediff
+        from ..tiny import tiny_animatediff
 
         return tiny_animatediff(dtype=chosen)
     path = Path(model)
@@ -181,7 +182,7 @@ def load_model(model: str, motion_adapter: str | None = None, dtype: str = "auto
 
     if (path / TOY_INFO).is_file():
         return load_toy(path, chosen)
-    from ..jsonfile import read_json_object
+    from ..core.jsonfile import read_json_object
     from ..loading import load_animatediff, load_cogvideox
 
     index = path / "model_index.json"
@@ -192,10 +193,9 @@ def load_model(model: str, motion_adapter: str | None = None, dtype: str = "auto
 
 def definition_from_args(args, components):
     """The :class:`SweepDefinition` of ``run``'s arguments (defaults depend on the model)."""
+    from ..loading import CogVideoXComponents
     from .definition import SweepDefinition, load_prompts
     from .engine import is_toy
-
-    from ..loading import CogVideoXComponents
 
     toy = is_toy(components)
     guidance = args.guidance_scale
@@ -235,9 +235,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     from .definition import SweepDefinitionError
+    from .engine import SweepRunError
     from .metrics import MetricError
     from .store import SweepStoreError
-    from .engine import SweepRunError
 
     try:
         if args.command == "report":

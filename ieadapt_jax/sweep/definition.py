@@ -37,9 +37,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.rewiring import Rewiring, RewiringError, mode_mix, noop, over_steps, perturb
+from ..core.sites import SiteError, SiteTable
 from ..guidance import guidance_rows
-from ..rewiring import Rewiring, RewiringError, mode_mix, noop, over_steps, perturb
-from ..sites import SiteError, SiteTable
 
 BASELINE = "baseline"
 KIND_ALIASES = {

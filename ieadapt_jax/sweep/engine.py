@@ -41,8 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from ..core.jit import merge, split
 from ..pipeline import decode_video, encode_prompts, latent_frames, latent_size
 from ..sampling import SamplingPlan, denoise, make_plan
 from ..schedulers import make_schedule
@@ -195,10 +197,10 @@ def run_sweep(
     states = setup_metrics(chosen, metrics_weights, definition.prompts)
 
     replicated = NamedSharding(mesh, P())
-    model_graphdef, model_state = nnx.split(denoiser)
-    vae_graphdef, vae_state = nnx.split(components.vae)
+    model_structure, model_state = split(denoiser)
+    vae_structure, vae_state = split(components.vae)
     constants = jax.device_put((model_state, vae_state, texts, states, schedule), replicated)
-    generate = _generate_fn(mesh, model_graphdef, vae_graphdef, plan, latent_shape, tuple(map(float, definition.weights)),
+    generate = _generate_fn(mesh, model_structure, vae_structure, plan, latent_shape, tuple(map(float, definition.weights)),
                             tuple(text == "cond" for text, _ in rows), len(definition.prompts),
                             definition.num_inference_steps, cond_row, float(components.vae.config.scaling_factor))
     measure_chunk = _measure_fn(mesh, tuple(chosen))
@@ -274,7 +276,7 @@ class _ChunkRunner:
 
 
 @functools.lru_cache(maxsize=8)
-def _generate_fn(mesh: Mesh, model_graphdef, vae_graphdef, plan: SamplingPlan, latent_shape: tuple, weights: tuple,
+def _generate_fn(mesh: Mesh, model_structure, vae_structure, plan: SamplingPlan, latent_shape: tuple, weights: tuple,
                  text_row: tuple, negative: int, steps: int, cond_row: int, scaling_factor: float):
     """jit(shard_map(...)): (constants, keys [n, 2], prompt [n], rewiring [n, steps, S, R]) ->
     (videos uint8 [n, F, H, W, 3], records float32 [n, steps, recorded sites, 5] of the conditional row).
@@ -285,7 +287,7 @@ def _generate_fn(mesh: Mesh, model_graphdef, vae_graphdef, plan: SamplingPlan, l
 
     def body(constants, keys, prompt, rewiring):
         model_state, vae_state, texts, _, schedule = constants
-        model = nnx.merge(model_graphdef, model_state)
+        model = merge(model_structure, model_state)
         w = jnp.asarray(weights, jnp.float32)[None, :]  # [1, R]
 
         def one(key, p, rw):
@@ -301,7 +303,7 @@ def _generate_fn(mesh: Mesh, model_graphdef, vae_graphdef, plan: SamplingPlan, l
             return latents[0], stacked.astype(jnp.float32)
 
         latents, records = jax.vmap(one)(keys, prompt, rewiring)  # [c, F, h, w, C], [c, steps, S', 5]
-        videos = jax.lax.map(lambda z: decode_video(vae_graphdef, vae_state, z / scaling_factor), latents)
+        videos = jax.lax.map(lambda z: decode_video.pure(vae_structure, vae_state, z / scaling_factor), latents)
         return videos, records
 
     sharded = P(AXIS)

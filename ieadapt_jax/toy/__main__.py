@@ -14,8 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from ieadapt_jax.attention import BACKENDS
-
+from ..core.attention import BACKENDS
 from .model import ToySnapshotError
 
 MODEL_FOLDER = "model"
@@ -116,8 +115,7 @@ def _export(args, parser) -> None:
 
 
 def _eval(args, parser) -> None:
-    from convert.common import ConversionError
-
+    from ..convert.common import ConversionError
     from .evaluate import evaluate
 
     if args.num < 1 or args.steps < 1 or args.batch < 1:

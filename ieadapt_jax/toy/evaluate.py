@@ -11,7 +11,6 @@ the batch size. :func:`metrics.classify` reads shape, colour, size and motion ba
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -21,9 +20,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from .. import video_io
+from ..core.jit import jit_method
 from ..loading import AnimateDiffComponents
 from ..sampling import make_plan, sample
 from ..schedulers import make_schedule
@@ -41,16 +40,15 @@ def default_dtype():
     return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _text_states(graphdef, state, ids):
-    return nnx.merge(graphdef, state).prompt_embeds(ids)  # [N, L, D]
+@jit_method
+def _text_states(text_encoder, ids):
+    return text_encoder.prompt_embeds(ids)  # [N, L, D]
 
 
 def text_states(components: AnimateDiffComponents, captions: Sequence[str]) -> jax.Array:
     """[N, L, D] text states of captions (through the components' tokenizer and text encoder)."""
     ids = components.tokenizer(list(captions), padding="max_length", return_tensors="np").input_ids  # [N, L]
-    graphdef, state = nnx.split(components.text_encoder)
-    return _text_states(graphdef, state, jnp.asarray(ids))
+    return _text_states(components.text_encoder, jnp.asarray(ids))
 
 
 def generate(components: AnimateDiffComponents, captions: Sequence[str], *, num_inference_steps: int = 25,

@@ -35,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..demo import random_init
+from ..convert.folders import load_clip_text
 from ..loading import AnimateDiffComponents
+from ..tiny import random_init
 from . import world
 
 TOY_INFO = "toy.json"
@@ -90,7 +91,13 @@ class ToyArch:
 
     def unet_config(self):
         """The :class:`models.UNetMotionConfig` of this architecture."""
-        from models.unet_motion import CROSS_DOWN, CROSS_UP, PLAIN_DOWN, PLAIN_UP, UNetMotionConfig
+        from ..models.unet_motion import (
+            CROSS_DOWN,
+            CROSS_UP,
+            PLAIN_DOWN,
+            PLAIN_UP,
+            UNetMotionConfig,
+        )
 
         n = len(self.block_out_channels)
         ones, heads = (1,) * n, (self.heads,) * n
@@ -107,7 +114,7 @@ class ToyArch:
 
     def text_config(self):
         """The :class:`models.CLIPTextConfig` over the toy vocabulary (positions = the toy context length)."""
-        from models.clip_text import CLIPTextConfig
+        from ..models.clip_text import CLIPTextConfig
 
         # A tuple: the bare id 2 would select transformers' legacy "highest id" pooling rule.
         return CLIPTextConfig(
@@ -138,8 +145,8 @@ def build_models(arch: str, *, dtype=jnp.float32, seed: int = 0) -> nnx.List:
 
 def abstract_models(arch: str, *, dtype=jnp.float32) -> nnx.List:
     """:func:`build_models` with abstract parameters (shapes only), e.g. for a compute-dtype graph."""
-    from models.clip_text import CLIPTextModel
-    from models.unet_motion import UNetMotionModel
+    from ..models.clip_text import CLIPTextModel
+    from ..models.unet_motion import UNetMotionModel
 
     spec = ARCHS[arch]
 
@@ -171,7 +178,7 @@ class PixelSpace(nnx.Module):
 
     def encode_frames(self, frames: jax.Array, **_) -> Any:
         """frames [F, H, W, 3] in [-1, 1] -> a point-mass LatentDistribution (mode = the frames)."""
-        from models.vae import LatentDistribution
+        from ..models.vae import LatentDistribution
 
         return LatentDistribution(frames, jnp.full_like(frames, -30.0))
 
@@ -247,7 +254,7 @@ def _torch_leaf(owner: nnx.Module, attr: str, value: np.ndarray) -> tuple[str, n
 
 def _motion_position_buffers(unet) -> dict[str, np.ndarray]:
     """diffusers' ``pos_embed.pe`` buffers (1, max_seq_length, C) of every motion-module transformer block."""
-    from models.layers import sinusoidal_positions
+    from ..models.layers import sinusoidal_positions
 
     length = unet.config.motion_max_seq_length
     out = {}
@@ -333,7 +340,7 @@ def read_toy_info(path: str | os.PathLike, *, any_world: bool = False) -> dict:
     ``any_world`` accepts a snapshot of another world version with this vocabulary (its parameters are
     a starting point for training, not a model of the world this code draws).
     """
-    from ..jsonfile import read_json_object
+    from ..core.jsonfile import read_json_object
 
     root = Path(path)
     file = root / TOY_INFO
@@ -360,15 +367,13 @@ def load_toy(path: str | os.PathLike, dtype=jnp.float32, *, cache: bool = True,
       ToySnapshotError: not a toy snapshot, or one of another toy world version.
       convert.common.ConversionError: missing or malformed model folders.
     """
-    from convert.animatediff import load_unet_motion
-    from models.clip_text import CLIPTextModel
-
+    from ..convert.animatediff import load_unet_motion
     from ..schedulers import load_scheduler_config
 
     root = Path(path)
     read_toy_info(root, any_world=any_world)
     unet = load_unet_motion(root / "unet", dtype=dtype, cache=cache, cache_dir=cache_dir)
-    text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", dtype=dtype, cache=cache, cache_dir=cache_dir)
+    text_encoder = load_clip_text(root / "text_encoder", dtype=dtype, cache=cache, cache_dir=cache_dir)
     return AnimateDiffComponents(unet=unet, vae=PixelSpace(), text_encoder=text_encoder, tokenizer=ToyTokenizer(),
                                  scheduler_config=load_scheduler_config(root / "scheduler"), path=str(root))
 

@@ -48,7 +48,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ..attention import BACKENDS
+from ..core.attention import BACKENDS
 from ..schedulers import add_noise, make_schedule
 from . import model as toy_model
 from . import world
@@ -267,7 +267,7 @@ def initial_params(config: TrainConfig) -> nnx.State:
     """
     if config.init_from is None:
         return nnx.state(toy_model.build_models(config.arch, dtype=jnp.float32, seed=config.seed), nnx.Param)
-    from convert.common import ConversionError
+    from ..convert.common import ConversionError
 
     try:
         components = toy_model.load_toy(config.init_from, dtype=jnp.float32, cache=False, any_world=True)

@@ -81,9 +81,9 @@ def _initial_value(rng: np.random.Generator, path, x: jax.ShapeDtypeStruct) -> j
 
 
 def _models(vocab_size: int, eos_token_id: int, dtype, rngs: nnx.Rngs):
-    from models.clip_text import CLIPTextConfig, CLIPTextModel
-    from models.unet_motion import UNetMotionConfig, UNetMotionModel
-    from models.vae import AutoencoderKL, AutoencoderKLConfig
+    from .models.clip_text import CLIPTextConfig, CLIPTextModel
+    from .models.unet_motion import UNetMotionConfig, UNetMotionModel
+    from .models.vae import AutoencoderKL, AutoencoderKLConfig
 
     unet = UNetMotionModel(
         UNetMotionConfig(

@@ -19,12 +19,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .errors import IEAdaptError
+
 KINDS = ("spatial_self", "cross", "temporal", "joint")
 SELF_KINDS = ("spatial_self", "temporal", "joint")
 _BLOCK_ALIASES = {"down": "down_blocks", "mid": "mid_block", "up": "up_blocks"}
 
 
-class SiteError(ValueError):
+class SiteError(IEAdaptError):
     """A site selection or rewiring names something that does not exist or is not allowed."""
 
 

@@ -3,7 +3,7 @@
     out, record = attend(q, k, v, rewiring=site_slice, record=True)
 
 q [B, Nq, H, D], k [B, Nk, H, D], v [B, Nk, H, Dv]. ``rewiring`` is one site's slice of a
-:class:`~ieadapt_jax.rewiring.Rewiring` (fields [R] and [R, 3] for R model rows).
+:class:`~ieadapt_jax.core.rewiring.Rewiring` (fields [R] and [R, 3] for R model rows).
 
 **Rows and attention batch entries.** A model row (one video) usually stands for many attention batch
 entries: its frames for spatial attention, its pixels for temporal attention. ``B`` must be a multiple
@@ -34,6 +34,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from . import cudnn
+from .errors import AttentionError
 from .rewiring import Rewiring, RewiringError, SiteRewiring
 
 BACKENDS = ("auto", "reference", "chunked", "cudnn")
@@ -93,11 +95,11 @@ def attend(
     B, Nq, H, D = _check_qkv(q, k, v)
     Nk = k.shape[1]
     if causal and Nq != Nk:
-        raise ValueError(f"causal attention needs Nq == Nk, got Nq={Nq}, Nk={Nk}")
+        raise AttentionError(f"causal attention needs Nq == Nk, got Nq={Nq}, Nk={Nk}")
     if bias is not None:
         bias = jnp.asarray(bias)
         if bias.ndim != 4 or not all(b in (1, f) for b, f in zip(bias.shape, (B, H, Nq, Nk))):
-            raise ValueError(f"bias must broadcast to [B, H, Nq, Nk] = {[B, H, Nq, Nk]}, got {list(bias.shape)}")
+            raise AttentionError(f"bias must broadcast to [B, H, Nq, Nk] = {[B, H, Nq, Nk]}, got {list(bias.shape)}")
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     if rewiring is not None:
         rw_rows = _check_site_rewiring(rewiring, B)
@@ -108,15 +110,15 @@ def attend(
 
     rows = B if rows is None else rows
     if B % rows:
-        raise ValueError(f"attention batch {B} is not a multiple of rows={rows}")
+        raise AttentionError(f"attention batch {B} is not a multiple of rows={rows}")
 
     name = resolve_backend(backend, q, k, bias=bias, record=record)
     if name == "reference":
-        attn, entropy = _reference(q, k, v, bias, causal, scale, record)
+        attn, entropy = reference_backend(q, k, v, bias, causal, scale, record)
     elif name == "chunked":
-        attn, entropy = _chunked(q, k, v, bias, causal, scale, record, q_chunk, k_chunk)
+        attn, entropy = chunked_backend(q, k, v, bias, causal, scale, record, q_chunk, k_chunk)
     else:
-        attn, entropy = _cudnn(q, k, v, bias, causal, scale, record)
+        attn, entropy = cudnn_backend(q, k, v, bias, causal, scale, record)
 
     out = attn if rewiring is None else _mix(attn, v, rewiring.mix, rows)
     rec = _record(attn, v, entropy, rows) if record else None
@@ -127,17 +129,17 @@ def attention_map(q, k, *, bias=None, causal: bool = False, scale: float | None 
     """The explicit map softmax(q·kᵀ·scale + bias) as [B, H, Nq, Nk] float32 (tests and visualisation only)."""
     D = q.shape[-1]
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
-    logits = _masked_logits(q, k, bias, causal, scale)
+    logits = masked_logits(q, k, bias, causal, scale)
     return jax.nn.softmax(logits, axis=-1)
 
 
 def resolve_backend(backend: str, q, k, *, bias=None, record: bool = False) -> str:
     """The backend ``attend`` will use for these inputs (see the module docstring)."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise AttentionError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     cudnn_ok, why = _cudnn_applies(q, k, bias, record)
     if backend == "cudnn" and not cudnn_ok:
-        raise ValueError(f"backend 'cudnn' does not apply here: {why}")
+        raise AttentionError(f"backend 'cudnn' does not apply here: {why}")
     if backend != "auto":
         return backend
     B, Nq, H, _ = q.shape
@@ -162,18 +164,18 @@ def _cudnn_applies(q, k, bias, record) -> tuple[bool, str]:
 def _check_qkv(q, k, v) -> tuple[int, int, int, int]:
     for name, x in (("q", q), ("k", k), ("v", v)):
         if getattr(x, "ndim", None) != 4:
-            raise ValueError(f"{name} must be [B, N, H, D], got shape {list(getattr(x, 'shape', ()))}")
+            raise AttentionError(f"{name} must be [B, N, H, D], got shape {list(getattr(x, 'shape', ()))}")
     B, Nq, H, D = q.shape
     if k.shape[0] != B or v.shape[0] != B:
-        raise ValueError(f"batch mismatch: q {list(q.shape)}, k {list(k.shape)}, v {list(v.shape)}")
+        raise AttentionError(f"batch mismatch: q {list(q.shape)}, k {list(k.shape)}, v {list(v.shape)}")
     if k.shape[2] != H or v.shape[2] != H:
-        raise ValueError(f"head count mismatch: q {list(q.shape)}, k {list(k.shape)}, v {list(v.shape)}")
+        raise AttentionError(f"head count mismatch: q {list(q.shape)}, k {list(k.shape)}, v {list(v.shape)}")
     if k.shape[3] != D:
-        raise ValueError(f"q and k need the same head dim: q {list(q.shape)}, k {list(k.shape)}")
+        raise AttentionError(f"q and k need the same head dim: q {list(q.shape)}, k {list(k.shape)}")
     if v.shape[1] != k.shape[1]:
-        raise ValueError(f"k and v need the same length: k {list(k.shape)}, v {list(v.shape)}")
+        raise AttentionError(f"k and v need the same length: k {list(k.shape)}, v {list(v.shape)}")
     if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+        raise AttentionError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     return B, Nq, H, D
 
 
@@ -251,13 +253,14 @@ def _visible_keys(Nq: int, Nk: int, causal: bool):
     return jnp.full((Nq,), float(Nk), jnp.float32)
 
 
-def _normalise(entropy, Nq: int, Nk: int, causal: bool):
+def normalise_entropy(entropy, Nq: int, Nk: int, causal: bool):
     """entropy [B, Nq, H] in nats → fraction of its maximum log(visible keys); 0 where one key is visible."""
     n = _visible_keys(Nq, Nk, causal)[None, :, None]
     return jnp.where(n > 1, entropy / jnp.log(jnp.maximum(n, 2.0)), 0.0)
 
 
-def _masked_logits(q, k, bias, causal, scale):
+def masked_logits(q, k, bias, causal, scale):
+    """The float32 logits q·kᵀ·scale + bias as [B, H, Nq, Nk], invisible keys of a causal map at −inf."""
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
     if bias is not None:
         logits = logits + bias.astype(jnp.float32)
@@ -268,15 +271,15 @@ def _masked_logits(q, k, bias, causal, scale):
     return logits
 
 
-def _reference(q, k, v, bias, causal, scale, want_entropy):
+def reference_backend(q, k, v, bias, causal, scale, want_entropy):
     """Materialise the map (fp32). Returns attn [B, Nq, H, Dv] f32 and normalised entropy [B, Nq, H]."""
-    p = jax.nn.softmax(_masked_logits(q, k, bias, causal, scale), axis=-1)  # [B, H, Nq, Nk]
+    p = jax.nn.softmax(masked_logits(q, k, bias, causal, scale), axis=-1)  # [B, H, Nq, Nk]
     attn = jnp.einsum("bhqk,bkhd->bqhd", p, v.astype(jnp.float32))
     if not want_entropy:
         return attn, None
     plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
     ent = -jnp.sum(plogp, axis=-1).transpose(0, 2, 1)  # [B, Nq, H]
-    return attn, _normalise(ent, q.shape[1], k.shape[1], causal)
+    return attn, normalise_entropy(ent, q.shape[1], k.shape[1], causal)
 
 
 def _pad_axis(x, axis: int, size: int):
@@ -288,7 +291,7 @@ def _pad_axis(x, axis: int, size: int):
     return jnp.pad(x, widths)
 
 
-def _chunked(q, k, v, bias, causal, scale, want_entropy, q_chunk, k_chunk):
+def chunked_backend(q, k, v, bias, causal, scale, want_entropy, q_chunk, k_chunk):
     """Online softmax over key blocks, query blocks mapped: memory O(B·H·q_chunk·k_chunk)."""
     B, Nq, H, D = q.shape
     Nk, Dv = k.shape[1], v.shape[-1]
@@ -352,7 +355,7 @@ def _chunked(q, k, v, bias, causal, scale, want_entropy, q_chunk, k_chunk):
     if not want_entropy:
         return out, None
     ent = ent.swapaxes(0, 1).reshape(B, nqb * qc, H)[:, :Nq]
-    return out, _normalise(ent, Nq, Nk, causal)
+    return out, normalise_entropy(ent, Nq, Nk, causal)
 
 
 def _bias_block(bias, q0, k0, qc, kc):
@@ -363,140 +366,19 @@ def _bias_block(bias, q0, k0, qc, kc):
     return jax.lax.dynamic_slice(bias, start, bias.shape[:2] + (bq, bk))
 
 
-def _cudnn(q, k, v, bias, causal, scale, want_entropy):
+def cudnn_backend(q, k, v, bias, causal, scale, want_entropy):
     """Fused cuDNN attention; entropy = LSE − scale·⟨q, attn(q, k, k)⟩ from the log-sum-exp residual."""
     if not want_entropy:
         out = jax.nn.dot_product_attention(q, k, v, bias, scale=scale, is_causal=causal, implementation="cudnn")
         return out, None
     Dv = v.shape[-1]
-    if _cudnn_wide_values_supported(q.shape[-1], Dv + k.shape[-1]):
+    if cudnn.wide_values_supported(q.shape[-1], Dv + k.shape[-1]):
         # one pass: K rides along as extra value channels, [B, Nk, H, Dv + D]
-        out, lse = _cudnn_with_lse(q, k, jnp.concatenate([v, k], axis=-1), scale, causal)
+        out, lse = cudnn.attention_with_lse(q, k, jnp.concatenate([v, k], axis=-1), scale, causal)
         attn, kbar = out[..., :Dv], out[..., Dv:]
     else:
-        attn, lse = _cudnn_with_lse(q, k, v, scale, causal)
+        attn, lse = cudnn.attention_with_lse(q, k, v, scale, causal)
         kbar = jax.nn.dot_product_attention(q, k, k, scale=scale, is_causal=causal, implementation="cudnn")
     inner = jnp.sum(q.astype(jnp.float32) * kbar.astype(jnp.float32), axis=-1)  # [B, Nq, H]
     ent = lse - scale * inner
-    return attn, _normalise(ent, q.shape[1], k.shape[1], causal)
-
-
-def _cudnn_with_lse(q, k, v, scale, causal):
-    """cuDNN flash attention returning (out [B, Nq, H, Dv], log-sum-exp [B, Nq, H] float32).
-
-    Uses JAX's cuDNN fused-attention entry point directly: unlike ``jax.nn.dot_product_attention`` it
-    accepts a value head dim different from the query's and keeps the residual in float32. Under
-    ``vmap`` (a sweep's stacked configurations) the mapped axes are folded into the batch axis here:
-    JAX's own batching rule for this primitive reshapes the values and the output with the query's and
-    key's head dim, which breaks exactly when Dv differs (the one-pass recording, Dv = 2D).
-    """
-
-    @jax.custom_batching.custom_vmap
-    def call(q, k, v):
-        return _cudnn_lse_kernel(q, k, v, scale, causal)
-
-    @call.def_vmap
-    def fold(axis_size, in_batched, q, k, v):
-        # mapped axis first: [M, B, N, H, D] -> [M·B, N, H, D]
-        q, k, v = (x if batched else jnp.broadcast_to(x, (axis_size, *x.shape))
-                   for x, batched in zip((q, k, v), in_batched))
-        out, lse = call(*(x.reshape(axis_size * x.shape[1], *x.shape[2:]) for x in (q, k, v)))
-        return (out.reshape(axis_size, -1, *out.shape[1:]),  # [M·B, Nq, H, Dv] -> [M, B, Nq, H, Dv]
-                lse.reshape(axis_size, -1, *lse.shape[1:])), (True, True)
-
-    return call(q, k, v)
-
-
-def _cudnn_lse_kernel(q, k, v, scale, causal):
-    """The cuDNN kernel itself on [B, N, H, D] inputs (no vmap): (out [B, Nq, H, Dv], lse [B, Nq, H] float32)."""
-    from jax._src.cudnn import fused_attention_stablehlo as fa
-
-    mask_type = fa.MaskType.CAUSAL if causal else fa.MaskType.NO_MASK
-    out, lse = fa.dot_product_attention(q, k, v, scale=scale, mask_type=mask_type, qkv_layout="BTNH", return_residual=True)
-    return out, lse.astype(jnp.float32).transpose(0, 2, 1)  # residual is [B, H, Nq]
-
-
-_WIDE_VALUES: dict[tuple[int, int], bool] = {}
-
-
-def _cudnn_wide_values_supported(head_dim: int, value_dim: int) -> bool:
-    """Whether this cuDNN accepts value heads of ``value_dim`` with query/key heads of ``head_dim`` (probed once
-    per pair: the one-pass recording needs value_dim = Dv + D).
-
-    The probe runs eagerly even when first asked while a model is being traced (as it usually is):
-    under a trace its arrays would be tracers, ``bool`` of the check would fail and the answer would
-    wrongly be "no".
-    """
-    dims = (head_dim, value_dim)
-    if dims not in _WIDE_VALUES:
-        with jax.ensure_compile_time_eval():
-            try:
-                x = jnp.ones((1, 128, 1, head_dim), jnp.bfloat16)
-                wide = jnp.ones((1, 128, 1, value_dim), jnp.bfloat16)
-                out, _ = jax.jit(lambda a, b: _cudnn_with_lse(a, a, b, 0.125, False))(x, wide)
-                _WIDE_VALUES[dims] = bool(jnp.allclose(out.astype(jnp.float32), 1.0))
-            except Exception:  # noqa: BLE001 - any failure of the kernel means: use two passes
-                _WIDE_VALUES[dims] = False
-    return _WIDE_VALUES[dims]
-
-
-class SiteContext:
-    """What one model forward threads down to its attention sites: rewiring, recording plan, backend.
-
-    A model builds one per call (``SiteContext(table, rows, rewiring, record, backend)``, rows = the
-    model's batch), passes it to
-    every attention module, and each module calls ``ctx(site_position, q, k, v, ...)`` instead of
-    :func:`attend`. Records are collected per call and returned by :meth:`records` as one
-    :class:`Record` of [recorded sites, rows] arrays in forward order: they are returned values of
-    the model's forward, not state.
-
-    ``active`` (part of the static plan) names the sites whose rewiring slice is applied; the others
-    run plain attention with no row gathers or mix. None (default) applies the rewiring everywhere,
-    which is what a sweep over sites needs; a run that rewires a few known sites passes them here.
-    """
-
-    def __init__(
-        self, table, rows: int, rewiring: Rewiring | None = None, record=False, backend: str = "auto", active=None
-    ):
-        from .rewiring import check_active, resolve_sites, validate
-
-        if rewiring is not None:
-            validate(rewiring, table, rows)
-            if rewiring.lead_shape:
-                raise RewiringError(
-                    f"the model takes a rewiring of shape [sites, rows]; this one has leading axes {rewiring.lead_shape} "
-                    "(index the step, or vmap over the configuration axis)"
-                )
-        self.table = table
-        self.rows = int(rows)
-        self.rewiring = rewiring
-        self.recording = table.recording(record)
-        self.backend = backend
-        self.active = None if active is None else frozenset(resolve_sites(table, active))
-        if rewiring is not None and self.active is not None and not isinstance(rewiring.q_from, jax.core.Tracer):
-            check_active(rewiring, table, self.active)
-        self._records: dict[int, Record] = {}
-
-    def __call__(self, site: int, q, k, v, **kwargs):
-        """Attention at site position ``site``: this site's rewiring slice and recording applied."""
-        rewired = self.rewiring is not None and (self.active is None or site in self.active)
-        rw = self.rewiring.site(site) if rewired else None
-        out, rec = attend(q, k, v, rw, record=site in self.recording, backend=self.backend, rows=self.rows, **kwargs)
-        if rec is not None:
-            self._records[site] = rec
-        return out
-
-    @property
-    def recorded_names(self) -> tuple[str, ...]:
-        """Names of the recording sites, in the order of :meth:`records`."""
-        return tuple(self.table[s].name for s in self.recording)
-
-    def records(self) -> Record | None:
-        """The collected records stacked as [recorded sites, rows], or None when nothing records."""
-        if not self.recording:
-            return None
-        missing = [self.table[s].name for s in self.recording if s not in self._records]
-        if missing:
-            raise RuntimeError(f"sites planned to record were never called: {missing}")
-        return stack_records([self._records[s] for s in self.recording])
-
+    return attn, normalise_entropy(ent, q.shape[1], k.shape[1], causal)

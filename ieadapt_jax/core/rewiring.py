@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .errors import IEAdaptError
 from .sites import SiteError, SiteTable
 
 SiteSpec = Union[int, str, Sequence[Union[int, str]]]
@@ -31,7 +32,7 @@ I_MIX = (0.0, 1.0, 0.0)
 U_MIX = (0.0, 0.0, 1.0)
 
 
-class RewiringError(ValueError):
+class RewiringError(IEAdaptError):
     """A rewiring is malformed or asks for something the model cannot do (e.g. I on cross-attention)."""
 
 
