@@ -22,6 +22,7 @@ from typing import Mapping
 import jax.numpy as jnp
 import numpy as np
 
+from ..models.layers import sinusoidal_positions
 from ..models.unet_motion import UNetMotionConfig, UNetMotionModel
 from .common import (
     ConversionError,
@@ -172,7 +173,6 @@ def to_original_motion_keys(state_dict: Mapping[str, np.ndarray], max_seq_length
     diffusers ``pos_embed.pe`` buffers in the input are dropped and rewritten from the formula, with
     shape (1, max_seq_length, C).
     """
-    from ..models.layers import sinusoidal_positions
 
     out = {}
     block = re.compile(r"^(transformer_blocks\.\d+)\.(norm1|norm2|norm3|attn1|attn2)\.(.*)$")

@@ -20,6 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ..models.cogvideox_transformer import (
+    CogVideoXTransformer3DModel,
+    CogVideoXTransformerConfig,
+)
+from ..models.cogvideox_vae import AutoencoderKLCogVideoX, AutoencoderKLCogVideoXConfig
+from ..models.t5 import T5Config, T5EncoderModel
 from .common import (
     ConversionError,
     cached_load,
@@ -53,10 +59,6 @@ def load_cogvideox_transformer(path: str | os.PathLike, *, dtype=jnp.float32, ca
     Raises:
       ConversionError: missing or malformed files, an unsupported config, or keys / shapes that do not fit.
     """
-    from ..models.cogvideox_transformer import (
-        CogVideoXTransformer3DModel,
-        CogVideoXTransformerConfig,
-    )
 
     _check_class(read_config(path), path, "CogVideoXTransformer3DModel")
     config = read_model_config(CogVideoXTransformerConfig.from_dict, path, "CogVideoXTransformer3DModel")
@@ -69,10 +71,6 @@ def load_cogvideox_vae(path: str | os.PathLike, *, dtype=jnp.float32, cache: boo
                        cache_dir: str | os.PathLike | None = None):
     """A :class:`models.cogvideox_vae.AutoencoderKLCogVideoX` from a diffusers ``vae/`` folder (see
     :func:`load_cogvideox_transformer` for the arguments)."""
-    from ..models.cogvideox_vae import (
-        AutoencoderKLCogVideoX,
-        AutoencoderKLCogVideoXConfig,
-    )
 
     _check_class(read_config(path), path, "AutoencoderKLCogVideoX")
     config = read_model_config(AutoencoderKLCogVideoXConfig.from_dict, path, "AutoencoderKLCogVideoX")
@@ -105,7 +103,6 @@ def load_t5_encoder(path: str | os.PathLike, *, dtype=jnp.float32, cache: bool =
                     cache_dir: str | os.PathLike | None = None):
     """A :class:`models.t5.T5EncoderModel` from a transformers ``text_encoder/`` folder (see
     :func:`load_cogvideox_transformer` for the arguments)."""
-    from ..models.t5 import T5Config, T5EncoderModel
 
     config = read_config(path)
     if config.get("model_type", "t5") != "t5":

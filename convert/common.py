@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from flax import nnx
+from safetensors import SafetensorError, safe_open
 
 from ..core.errors import IEAdaptError
 from ..core.jsonfile import read_json_object
@@ -208,7 +209,6 @@ def _safetensors_header(file: Path) -> tuple[dict, int]:
 
 
 def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError, safe_open
 
     header, data_start = _safetensors_header(file)
     out: dict[str, np.ndarray] = {}
@@ -230,7 +230,7 @@ def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
 
 def _read_pickle(file: Path) -> dict[str, np.ndarray]:
     try:
-        import torch
+        import torch  # deferred: torch is a test-only dependency
     except ImportError:
         raise ConversionError(
             f"{file} is a pickled PyTorch checkpoint; reading it needs torch (pip install torch), "
@@ -256,13 +256,12 @@ def _read_pickle(file: Path) -> dict[str, np.ndarray]:
 
 
 def _torch_to_numpy(t) -> np.ndarray:
-    import torch
+    import torch  # deferred: torch is a test-only dependency
 
     t = t.detach().cpu().contiguous()
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
     return t.numpy()
-
 
 # ---------------------------------------------------------------------------------------------------
 # The strict converter.
@@ -434,7 +433,6 @@ def _prepare(key, w, transform, target, where, problems) -> jax.Array | None:
         return None
     return jnp.asarray(np.ascontiguousarray(moved).astype(dtype, copy=False))
 
-
 # ---------------------------------------------------------------------------------------------------
 # The conversion cache.
 
@@ -544,7 +542,7 @@ def _flat_params(module: nnx.Module) -> dict[str, jax.Array]:
 
 
 def _restore(module: nnx.Module, state_dir: Path) -> None:
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # deferred: orbax takes seconds to import
 
     flat = nnx.to_flat_state(nnx.state(module, nnx.Param))
     # Restore onto the default device, wherever the entry was written (a CPU-written cache on a GPU host).
@@ -556,7 +554,7 @@ def _restore(module: nnx.Module, state_dir: Path) -> None:
 
 
 def _store(module: nnx.Module, root: Path, key: str) -> None:
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # deferred: orbax takes seconds to import
 
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(root)

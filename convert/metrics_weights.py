@@ -49,7 +49,9 @@ def load_clip_tokenizer(folder: str | os.PathLike):
     folder = Path(folder)
     if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
         return None
-    from transformers import CLIPTokenizer
+    from transformers import (
+        CLIPTokenizer,  # deferred: transformers takes seconds to import
+    )
 
     return CLIPTokenizer.from_pretrained(str(folder))
 

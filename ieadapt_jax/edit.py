@@ -27,8 +27,27 @@ import sys
 import time
 from pathlib import Path
 
+import jax.numpy as jnp
+
+from . import video_io
+from .convert.common import ConversionError
 from .core.attention import BACKENDS
+from .core.rewiring import RewiringError
+from .core.sites import SiteError
+from .editing import EditError, edit
 from .editing.presets import DEFAULT_RATIO, METHODS
+from .editing.toy_scores import score_edit
+from .guidance import GuidanceError
+from .inversion import InversionError
+from .loading import load_animatediff, load_cogvideox
+from .pipeline import PipelineError
+from .sampling import SamplingError
+from .schedulers import SchedulerError
+from .scoring import MetricError, compute_metrics, load_metric_weights
+from .toy import load_default
+from .toy.model import ToySnapshotError, load_toy, read_toy_info
+from .toy.world import VocabularyError
+from .video_io import VideoError
 
 TOY_SOURCE = "a large red circle moving right on a white background"
 TOY_TARGET = "a large blue circle moving right on a white background"
@@ -126,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 done, 2 a user mistake, reported on stderr)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    from .editing import EditError
 
     try:
         _check_args(args)
@@ -145,18 +163,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _library_errors() -> tuple[type[Exception], ...]:
     """The error classes of the library that mean "bad input", never "bug"."""
-    from .convert.common import ConversionError
-    from .core.rewiring import RewiringError
-    from .core.sites import SiteError
-    from .guidance import GuidanceError
-    from .inversion import InversionError
-    from .pipeline import PipelineError
-    from .sampling import SamplingError
-    from .schedulers import SchedulerError
-    from .scoring import MetricError
-    from .toy.model import ToySnapshotError
-    from .toy.world import VocabularyError
-    from .video_io import VideoError
 
     return (ConversionError, GuidanceError, InversionError, MetricError, PipelineError, RewiringError,
             SamplingError, SchedulerError, SiteError, ToySnapshotError, VocabularyError, VideoError)
@@ -211,16 +217,12 @@ def _check_out(out: Path) -> None:
 
 
 def _dtype(name: str):
-    import jax.numpy as jnp
 
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
 
 
 def _load(args):
     """(components, model defaults) of the chosen model."""
-    from .loading import load_animatediff, load_cogvideox
-    from .toy import load_default
-    from .toy.model import load_toy, read_toy_info
 
     _, height, width = DEFAULT_SIZES[args.model]
     if args.model == "toy":
@@ -252,8 +254,6 @@ def _settings(args, defaults: dict) -> dict:
 
 def _run(args, components, settings: dict, out: Path) -> dict:
     """Edit, then write every output into a temporary folder that replaces ``out`` at the end."""
-    from . import video_io
-    from .editing import edit
 
     start = time.perf_counter()
     video = mask = None
@@ -289,8 +289,6 @@ def _report(args, components, result) -> dict:
     entropy = [None if math.isnan(e) else round(float(e), 6) for e in result.entropy]
     metrics = dict(result.metrics)
     if args.model == "toy":
-        from .editing.toy_scores import score_edit
-        from .toy.world import VocabularyError
 
         try:
             metrics["toy"] = score_edit(result.source_video, result.edited_video, result.config["source"],
@@ -316,7 +314,6 @@ def _report(args, components, result) -> dict:
 def _weighted_metrics(folder: Path, result) -> dict:
     """The weight-based metrics (:mod:`ieadapt_jax.scoring`) of the edit: the edited video against the target
     prompt and the source video / prompt; the ones the folder's weights do not allow are listed as skipped."""
-    from .scoring import compute_metrics, load_metric_weights
 
     scores = compute_metrics(load_metric_weights(folder), videos=result.edited_video[None],
                              references=result.source_video[None], prompts=[result.config["target"]],
@@ -337,7 +334,6 @@ def _json_safe(value):
 
 
 def _write_outputs(folder: Path, args, table, result, report: dict, start: float) -> None:
-    from . import video_io
 
     video_io.write_video(folder / "source.mp4", result.source_video, fps=args.fps)
     video_io.write_video(folder / "edited.mp4", result.edited_video, fps=args.fps)
@@ -366,10 +362,10 @@ def _replace(tmp: Path, out: Path) -> None:
 
 def plot_entropy(path: Path, result, table) -> None:
     """A bar chart of the source's entropy per profiled site (forward order), injected sites marked."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib takes about a second to import
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib takes about a second to import
 
     profiled = [i for i, e in enumerate(result.entropy) if not math.isnan(e)]
     chosen = set(result.site_positions)

@@ -23,9 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 
-from .convert.common import read_model_config
+from .convert.animatediff import load_unet_motion
+from .convert.cogvideox import (
+    load_cogvideox_transformer,
+    load_cogvideox_vae,
+    load_t5_encoder,
+)
+from .convert.common import ConversionError, read_config, read_model_config
 from .convert.folders import load_clip_text, load_vae, read_vae_config
 from .core.jsonfile import read_json_object
+from .models.cogvideox_vae import AutoencoderKLCogVideoXConfig
 
 if TYPE_CHECKING:
     from .models.clip_text import CLIPTextModel
@@ -88,8 +95,6 @@ def load_animatediff(
     Raises:
       convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
     """
-    from .convert.animatediff import load_unet_motion
-    from .convert.common import read_config
 
     root = Path(path).expanduser()
     index = _read_model_index(root)
@@ -117,7 +122,6 @@ def load_animatediff(
 
 
 def _read_model_index(root: Path) -> dict:
-    from .convert.common import ConversionError
 
     if not root.is_dir():
         raise ConversionError(f"pipeline snapshot folder {root} does not exist")
@@ -135,7 +139,6 @@ def _listed(index: dict, name: str) -> bool:
 
 def _require_components(root: Path, index: dict, names: tuple[str, ...], what: str) -> None:
     """Raise ConversionError naming the component folders that model_index.json or the disk lacks."""
-    from .convert.common import ConversionError
 
     missing = [name for name in names if not _listed(index, name) or not (root / name).is_dir()]
     if missing:
@@ -143,9 +146,9 @@ def _require_components(root: Path, index: dict, names: tuple[str, ...], what: s
 
 
 def _load_tokenizer(folder: Path):
-    from transformers import CLIPTokenizer
-
-    from .convert.common import ConversionError
+    from transformers import (
+        CLIPTokenizer,  # deferred: transformers takes seconds to import
+    )
 
     try:
         return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
@@ -154,7 +157,6 @@ def _load_tokenizer(folder: Path):
 
 
 def _read_scheduler_config(folder: Path) -> dict:
-    from .convert.common import ConversionError
 
     file = folder / SCHEDULER_CONFIG
     if not file.is_file():
@@ -205,12 +207,6 @@ def load_cogvideox(
     Raises:
       convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
     """
-    from .convert.cogvideox import (
-        load_cogvideox_transformer,
-        load_cogvideox_vae,
-        load_t5_encoder,
-    )
-    from .models.cogvideox_vae import AutoencoderKLCogVideoXConfig
 
     root = Path(path).expanduser()
     index = _read_model_index(root)
@@ -232,9 +228,9 @@ def load_cogvideox(
 
 
 def _load_t5_tokenizer(folder: Path, max_length: int):
-    from transformers import T5Tokenizer
-
-    from .convert.common import ConversionError
+    from transformers import (
+        T5Tokenizer,  # deferred: transformers takes seconds to import
+    )
 
     try:
         return T5Tokenizer.from_pretrained(str(folder), local_files_only=True, model_max_length=max_length)

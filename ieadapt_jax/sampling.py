@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from .core.attention import Record
 from .core.jit import jit_method
@@ -290,7 +291,6 @@ def _progress_bar(total: int, enabled: bool):
     if not enabled:
         yield
         return
-    from tqdm.auto import tqdm
 
     bar = tqdm(total=total, desc="sampling", unit="step")
     _BAR.append(bar)

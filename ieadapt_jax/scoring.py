@@ -51,12 +51,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .convert.common import read_state_dict_file
+from .convert.metrics_weights import load_aesthetic, load_clip, load_dino, load_lpips
 from .models.resize import (
     center_crop,
     resize_like_pil,
     resize_like_torch,
     shortest_edge_size,
 )
+from .video_io import VideoError, read_video
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -88,7 +91,6 @@ _LPIPS_FILES = {"lpips": ("alex", "alex", "alexnet*"), "lpips_vgg": ("vgg", "vgg
 
 class MetricError(ValueError):
     """Bad metric input or weights folder; the message names the argument, file or metric at fault."""
-
 
 # ------------------------------------------------------------------------------------------ preprocessing
 
@@ -127,7 +129,6 @@ def _check_frames(frames, name: str) -> None:
             f"{list(getattr(frames, 'shape', []))}"
         )
 
-
 # ------------------------------------------------------------------------------------------ features
 
 
@@ -152,7 +153,7 @@ def _clip_text(clip, ids, mask):
     return unit(clip.get_text_features(ids, mask))
 
 
-def _full_precision(fn: Callable) -> Callable:
+def full_precision(fn: Callable) -> Callable:
     """``fn`` traced with float32 matmuls at full precision, as the PyTorch references compute (XLA
     may otherwise use TF32 / bf16 passes for float32 matmuls on GPUs)."""
 
@@ -167,7 +168,7 @@ def _full_precision(fn: Callable) -> Callable:
 @functools.lru_cache(maxsize=32)
 def _jitted(graphdef, fn: Callable) -> Callable:
     """jit of ``fn(model, x)`` as a pure function of (state, x), one per (model structure, fn)."""
-    return jax.jit(_full_precision(lambda state, *args: fn(nnx.merge(graphdef, state), *args)))
+    return jax.jit(full_precision(lambda state, *args: fn(nnx.merge(graphdef, state), *args)))
 
 
 def _per_frame(model, fn: Callable, frames: np.ndarray, batch_size: int) -> np.ndarray:
@@ -215,7 +216,6 @@ def dino_features(dino, videos, *, batch_size: int = DEFAULT_BATCH) -> np.ndarra
     flat = videos.reshape(N * F, *videos.shape[2:])  # [N·F, H, W, 3]
     return _per_frame(dino, _dino_frames, flat, batch_size).reshape(N, F, -1)
 
-
 # ------------------------------------------------------------------------------------------ metrics from features
 
 
@@ -246,11 +246,10 @@ def subject_consistency_from(features: jax.Array) -> jax.Array:
     first = jnp.maximum(cosine(features[:, 1:], features[:, :1]), 0.0)
     return jnp.mean((previous + first) / 2.0, axis=1)
 
-
 # ------------------------------------------------------------------------------------------ metrics
 
 
-@_full_precision
+@full_precision
 def clip_score(clip, tokenizer, videos, prompts: Sequence[str], *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """CLIP score [N] of videos [N, F, H, W, 3] uint8 against one prompt each (module table)."""
     image = clip_image_embeddings(clip, videos, batch_size=batch_size)
@@ -258,7 +257,7 @@ def clip_score(clip, tokenizer, videos, prompts: Sequence[str], *, batch_size: i
     return np.asarray(clip_score_from(jnp.asarray(image), jnp.asarray(text)), np.float64)
 
 
-@_full_precision
+@full_precision
 def clip_directional_similarity(
     clip,
     tokenizer,
@@ -282,7 +281,7 @@ def clip_directional_similarity(
     return np.asarray(directional_similarity_from(*map(jnp.asarray, args)), np.float64)
 
 
-@_full_precision
+@full_precision
 def aesthetic_score(clip, head, videos, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """LAION aesthetic score [N] (1-10 scale) of videos: the head on each frame's unit CLIP image
     embedding, averaged over frames."""
@@ -290,7 +289,7 @@ def aesthetic_score(clip, head, videos, *, batch_size: int = DEFAULT_BATCH) -> n
     return np.asarray(jnp.mean(head(jnp.asarray(image)), axis=1), np.float64)
 
 
-@_full_precision
+@full_precision
 def subject_consistency(dino, videos, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """VBench subject consistency [N] of videos with at least two frames."""
     videos = _videos(videos, "videos")
@@ -299,7 +298,7 @@ def subject_consistency(dino, videos, *, batch_size: int = DEFAULT_BATCH) -> np.
     return np.asarray(subject_consistency_from(jnp.asarray(dino_features(dino, videos, batch_size=batch_size))), np.float64)
 
 
-@_full_precision
+@full_precision
 def lpips_distance(lpips, videos, references, *, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """LPIPS [N]: mean over frames of LPIPS between each frame and the same frame of the reference
     (videos and references of equal shape)."""
@@ -336,7 +335,6 @@ def _prompts(prompts, n: int, name: str) -> list[str]:
         raise MetricError(f"{name} must be one string or {n} strings (one per video), got {len(prompts)} items")
     return prompts
 
-
 # ------------------------------------------------------------------------------------------ weights folder
 
 
@@ -369,12 +367,6 @@ def load_metric_weights(folder: str | os.PathLike, *, dtype=jnp.float32, cache: 
     that is present but unreadable or does not fit its model raises (ConversionError from
     :mod:`convert`), naming the file.
     """
-    from .convert.metrics_weights import (
-        load_aesthetic,
-        load_clip,
-        load_dino,
-        load_lpips,
-    )
 
     root = Path(folder).expanduser()
     if not root.is_dir():
@@ -429,10 +421,8 @@ def _weight_file(folder: Path, pattern: str) -> Path | None:
 
 
 def _holds_trunk(heads: Path) -> bool:
-    from .convert.common import read_state_dict_file
 
     return any(key.startswith("net.slice") for key in read_state_dict_file(heads))
-
 
 # ------------------------------------------------------------------------------------------ registry
 
@@ -559,103 +549,6 @@ def compute_metrics(
         scores[name] = metric.compute(weights, inputs, batch_size)
     return MetricResults(scores, messages)
 
-
-# ------------------------------------------------------------------------------------------ sweep plug-ins
-
-
-def _uint8(video: jax.Array) -> jax.Array:
-    """A sweep video (float32 [F, H, W, 3] in [0, 1], from uint8 / 255) back to its uint8 values."""
-    return jnp.round(jnp.clip(video, 0.0, 1.0) * 255.0).astype(jnp.uint8)
-
-
-def sweep_metrics(weights: MetricWeights) -> list:
-    """The metrics ``weights`` can compute as :class:`ieadapt_jax.sweep.metrics.Metric` plug-ins.
-
-    In a sweep every generated video is measured with its baseline (same prompt and seed):
-    ``clip_score`` (against the sweep prompt), ``aesthetic_score`` and ``subject_consistency`` measure
-    the video alone (the sweep adds ``<column>_shift``, the change from the baseline); ``lpips`` /
-    ``lpips_vgg`` compare it with the baseline. ``clip_directional_similarity`` needs a source and a
-    target prompt, which a perturbation sweep does not have, so it is not among them. The plug-ins
-    carry their models (``weights=None``: nothing left for the sweep to find); ``compute`` is pure JAX
-    on one video and runs inside the sweep's compiled measuring function.
-    """
-    from .sweep.metrics import Metric as SweepMetric
-
-    available = set(weights.available)
-    out = []
-
-    def split(model):
-        graphdef, state = nnx.split(model)
-        return functools.partial(nnx.merge, graphdef), state
-
-    if "clip_score" in available:
-        merge_clip, clip_state = split(weights.clip)
-
-        def clip_setup(_, prompts):
-            return {"clip": clip_state, "text": jnp.asarray(clip_text_embeddings(weights.clip, weights.tokenizer, prompts))}
-
-        def clip_compute(state, video, baseline, prompt_index):
-            image = unit(merge_clip(state["clip"]).get_image_features(clip_pixels(_uint8(video))))  # [F, P]
-            return {"clip_score": clip_score_from(image[None], state["text"][prompt_index][None])[0]}
-
-        out.append(SweepMetric(
-            "clip_score", ("clip_score",), _full_precision(clip_compute), pairwise=False, setup=clip_setup,
-            description=METRICS["clip_score"].description,
-        ))
-    if "aesthetic_score" in available:
-        merge_clip, clip_state = split(weights.clip)
-        merge_head, head_state = split(weights.aesthetic)
-
-        def aesthetic_compute(state, video, baseline, prompt_index):
-            image = unit(merge_clip(state["clip"]).get_image_features(clip_pixels(_uint8(video))))  # [F, P]
-            return {"aesthetic_score": jnp.mean(merge_head(state["head"])(image))}
-
-        out.append(SweepMetric(
-            "aesthetic_score", ("aesthetic_score",), _full_precision(aesthetic_compute), pairwise=False,
-            setup=lambda _, prompts: {"clip": clip_state, "head": head_state},
-            description=METRICS["aesthetic_score"].description,
-        ))
-    if "subject_consistency" in available:
-        merge_dino, dino_state = split(weights.dino)
-
-        def dino_compute(state, video, baseline, prompt_index):
-            dino = merge_dino(state)
-            features = unit(dino(dino_pixels(_uint8(video)), pos_interpolation="dino").last_hidden_state[:, 0])
-            return {"subject_consistency": subject_consistency_from(features[None])[0]}
-
-        out.append(SweepMetric(
-            "subject_consistency", ("subject_consistency",), _full_precision(dino_compute), pairwise=False,
-            setup=lambda _, prompts: dino_state, description=METRICS["subject_consistency"].description,
-        ))
-    for name, net in (("lpips", "alex"), ("lpips_vgg", "vgg")):
-        if name not in available:
-            continue
-        merge_lpips, lpips_state = split(weights.lpips[net])
-
-        def lpips_compute(state, video, baseline, prompt_index, name=name, merge_lpips=merge_lpips):
-            lpips = merge_lpips(state)
-            return {name: jnp.mean(lpips(lpips_pixels(_uint8(video)), lpips_pixels(_uint8(baseline))))}
-
-        out.append(SweepMetric(
-            name, (name,), _full_precision(lpips_compute), pairwise=True, setup=lambda _, prompts, s=lpips_state: s,
-            description=METRICS[name].description,
-        ))
-    return out
-
-
-def register_sweep_metrics(folder: str | os.PathLike, *, log: Callable[[str], None] = print) -> MetricWeights:
-    """Load ``folder`` (:func:`load_metric_weights`), log why metrics are skipped, and register the
-    available ones with the sweep (:func:`sweep_metrics`, replacing earlier registrations)."""
-    from .sweep.metrics import register_metric
-
-    weights = load_metric_weights(folder)
-    for message in weights.messages:
-        log(message)
-    for metric in sweep_metrics(weights):
-        register_metric(metric, replace=True)
-    return weights
-
-
 # ------------------------------------------------------------------------------------------ command line
 
 
@@ -679,7 +572,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="frames per compiled batch")
     parser.add_argument("--json", metavar="FILE", help="also write {video: {metric: value}} to FILE")
     args = parser.parse_args(argv)
-    from .video_io import VideoError, read_video
 
     try:
         names = None if args.metrics is None else [n.strip() for n in args.metrics.split(",") if n.strip()]

@@ -15,6 +15,9 @@ import numpy as np
 from flax import nnx
 
 from .loading import AnimateDiffComponents
+from .models.clip_text import CLIPTextConfig, CLIPTextModel
+from .models.unet_motion import UNetMotionConfig, UNetMotionModel
+from .models.vae import AutoencoderKL, AutoencoderKLConfig
 
 # AnimateDiff's recommended DDIM (diffusers docs): linear betas 0.00085 -> 0.012, linspace spacing.
 DDIM_CONFIG = {
@@ -26,7 +29,9 @@ DDIM_CONFIG = {
 
 def tiny_tokenizer():
     """A CLIP BPE tokenizer over lower-case letters with a few merges, built in memory (77 tokens max)."""
-    from transformers import CLIPTokenizer
+    from transformers import (
+        CLIPTokenizer,  # deferred: transformers takes seconds to import
+    )
 
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["!"]
     vocab = {t: i for i, t in enumerate(letters + [c + "</w>" for c in letters])}
@@ -81,9 +86,6 @@ def _initial_value(rng: np.random.Generator, path, x: jax.ShapeDtypeStruct) -> j
 
 
 def _models(vocab_size: int, eos_token_id: int, dtype, rngs: nnx.Rngs):
-    from .models.clip_text import CLIPTextConfig, CLIPTextModel
-    from .models.unet_motion import UNetMotionConfig, UNetMotionModel
-    from .models.vae import AutoencoderKL, AutoencoderKLConfig
 
     unet = UNetMotionModel(
         UNetMotionConfig(

@@ -40,7 +40,6 @@ _ACTIVATIONS = {
 }
 
 
-
 @dataclasses.dataclass(frozen=True)
 class CogVideoXTransformerConfig:
     """The fields of a diffusers ``CogVideoXTransformer3DModel`` config.json (defaults are diffusers')."""

@@ -45,7 +45,6 @@ PLAIN_UP = "UpBlockMotion"
 TRANSFORMER_NORM_EPS = 1e-6
 
 
-
 def _per_block(value, count: int, name: str) -> tuple[int, ...]:
     """An int or a per-block list as a tuple of ``count`` ints."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -16,6 +16,7 @@ from metric_models import random_videos, save_tiny_clip, save_tiny_dino
 from reference_packages import reference_modules
 
 from ieadapt_jax import scoring
+from ieadapt_jax.sweep.weighted_metrics import register_sweep_metrics
 
 ATOL = 1e-4
 PIL_FILTERS = {"bicubic": PIL.Image.BICUBIC, "bilinear": PIL.Image.BILINEAR}
@@ -236,7 +237,7 @@ def test_sweep_plugins(folder, monkeypatch, tmp_path):
 
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sweep, "METRICS", dict(sweep.METRICS))  # keep the global registry as it was
-    registered = scoring.register_sweep_metrics(folder["root"], log=lambda message: None)
+    registered = register_sweep_metrics(folder["root"], log=lambda message: None)
     names = ("clip_score", "aesthetic_score", "subject_consistency", "lpips")
     assert all(n in sweep.METRICS for n in names) and "lpips_vgg" not in sweep.METRICS
     chosen = [sweep.METRICS[n] for n in names]

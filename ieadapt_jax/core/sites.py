@@ -14,6 +14,7 @@ Its kind says what it attends over:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from typing import Iterable, Sequence
 
@@ -23,6 +24,8 @@ from .errors import IEAdaptError
 
 KINDS = ("spatial_self", "cross", "temporal", "joint")
 SELF_KINDS = ("spatial_self", "temporal", "joint")
+# how tables, plots and summaries name each kind
+KIND_LABELS = {"spatial_self": "spatial", "temporal": "temporal", "cross": "cross", "joint": "joint"}
 _BLOCK_ALIASES = {"down": "down_blocks", "mid": "mid_block", "up": "up_blocks"}
 
 
@@ -210,7 +213,6 @@ def _check_range(idx: Sequence[int], count: int, what: str) -> None:
 
 
 def _unknown_site_message(name: str, names: Sequence[str]) -> str:
-    import difflib
 
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""

@@ -4,6 +4,23 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from ..core.jsonfile import read_json_object
+from ..loading import CogVideoXComponents, load_animatediff, load_cogvideox
+from ..tiny import tiny_animatediff
+from ..toy import load_default, world
+from ..toy.evaluate import default_dtype
+from ..toy.model import TOY_INFO, load_toy, read_toy_info
+from .definition import SweepDefinition, SweepDefinitionError, load_prompts
+from .engine import SweepRunError, initialize_distributed, is_toy, run_sweep
+from .metrics import METRICS, MetricError, import_plugins
+from .report import write_report
+from .store import SweepStoreError
+from .weighted_metrics import register_sweep_metrics
 
 DESCRIPTION = """\
 Perturbation analysis of a video diffusion model's attention (paper §3, supplementary §7).
@@ -160,30 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_model(model: str, motion_adapter: str | None = None, dtype: str = "auto"):
     """Pipeline components for ``--model`` ("toy", "tiny" or a snapshot path)."""
-    from pathlib import Path
-
-    import jax.numpy as jnp
-
-    from ..toy.evaluate import default_dtype
 
     chosen = default_dtype() if dtype == "auto" else {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
     if model == "toy":
-        from ..toy import load_default
 
         return load_default(chosen)
     if model == "tiny":
-        from ..tiny import tiny_animatediff
 
         return tiny_animatediff(dtype=chosen)
     path = Path(model)
     if not path.exists():
         raise SystemExit(f"--model {model}: no such folder (use 'toy', 'tiny' or a snapshot path)")
-    from ..toy.model import TOY_INFO, load_toy
 
     if (path / TOY_INFO).is_file():
         return load_toy(path, chosen)
-    from ..core.jsonfile import read_json_object
-    from ..loading import load_animatediff, load_cogvideox
 
     index = path / "model_index.json"
     if index.is_file() and "CogVideoX" in str(read_json_object(index, SystemExit).get("_class_name", "")):
@@ -193,9 +200,6 @@ def load_model(model: str, motion_adapter: str | None = None, dtype: str = "auto
 
 def definition_from_args(args, components):
     """The :class:`SweepDefinition` of ``run``'s arguments (defaults depend on the model)."""
-    from ..loading import CogVideoXComponents
-    from .definition import SweepDefinition, load_prompts
-    from .engine import is_toy
 
     toy = is_toy(components)
     guidance = args.guidance_scale
@@ -204,8 +208,6 @@ def definition_from_args(args, components):
         size = (25, 480, 720)
         guidance = 6.0 if guidance is None else guidance
     if toy:
-        from ..toy import world
-        from ..toy.model import read_toy_info
 
         size = (world.FRAMES, world.HEIGHT, world.WIDTH)
         if guidance is None:
@@ -234,23 +236,16 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from .definition import SweepDefinitionError
-    from .engine import SweepRunError
-    from .metrics import MetricError
-    from .store import SweepStoreError
 
     try:
         if args.command == "report":
-            from .report import write_report
 
             print(write_report(args.out))
             return 0
         if args.command == "metrics":
-            from .metrics import METRICS, import_plugins
 
             import_plugins(args.metrics_plugin)
             if args.metrics_weights:
-                from ..scoring import register_sweep_metrics
 
                 register_sweep_metrics(args.metrics_weights)
             for metric in METRICS.values():
@@ -260,7 +255,6 @@ def main(argv=None) -> int:
                 print(textwrap.indent(metric.description, "    "))
             return 0
         if args.command == "run" and (args.distributed or args.coordinator):
-            from .engine import initialize_distributed
 
             initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         components = load_model(args.model, args.motion_adapter, args.dtype)
@@ -275,9 +269,6 @@ def main(argv=None) -> int:
 
 
 def _run(args, components) -> int:
-    import jax
-
-    from .engine import run_sweep
 
     definition = definition_from_args(args, components)
     result = run_sweep(components, definition, args.out, metrics=args.metrics, metrics_weights=args.metrics_weights,
@@ -286,7 +277,6 @@ def _run(args, components) -> int:
     print(f"{result.done_now} videos generated ({result.done_before} done before, {result.total} in the sweep) in "
           f"{result.seconds:.1f} s on {result.devices} device(s), {result.chunk} per device per chunk")
     if not args.no_report and jax.process_index() == 0:
-        from .report import write_report
 
         print(f"report: {write_report(args.out)}")
     return 0

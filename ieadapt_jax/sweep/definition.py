@@ -35,11 +35,13 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+import jax
 import numpy as np
 
 from ..core.rewiring import Rewiring, RewiringError, mode_mix, noop, over_steps, perturb
 from ..core.sites import SiteError, SiteTable
 from ..guidance import guidance_rows
+from ..toy import world
 
 BASELINE = "baseline"
 KIND_ALIASES = {
@@ -385,9 +387,6 @@ def load_prompts(source: str | os.PathLike, limit: int | None = None) -> tuple[s
 
 def toy_prompts(count: int) -> tuple[str, ...]:
     """``count`` single-object toy captions of the training split, the same for every call."""
-    import jax
-
-    from ..toy import world
 
     attrs = world.train_attributes(jax.random.key(TOY_PROMPT_KEY), count)
     return tuple(world.caption(attrs))

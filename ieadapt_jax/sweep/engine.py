@@ -41,13 +41,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
 
 from ..core.jit import merge, split
 from ..pipeline import decode_video, encode_prompts, latent_frames, latent_size
 from ..sampling import SamplingPlan, denoise, make_plan
 from ..schedulers import make_schedule
+from ..toy.model import ToyTokenizer
 from .definition import (
     BASELINE,
     KIND_ALIASES,
@@ -61,6 +64,7 @@ from .definition import (
 )
 from .metrics import Metric, import_plugins, measure, select_metrics, setup_metrics
 from .store import ResultStore, baseline_path, video_path
+from .weighted_metrics import register_sweep_metrics
 
 AXIS = "configs"
 CPU_CHUNK = 4
@@ -97,7 +101,6 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
 
 def is_toy(components) -> bool:
     """Whether ``components`` is a toy-world model (its tokenizer is the toy one)."""
-    from ..toy.model import ToyTokenizer
 
     return isinstance(components.tokenizer, ToyTokenizer)
 
@@ -168,7 +171,6 @@ def run_sweep(
     start = time.perf_counter()
     import_plugins(metrics_plugins)
     if metrics_weights is not None:  # the paper's weight-based metrics (ieadapt_jax.scoring) found in the folder
-        from ..scoring import register_sweep_metrics
 
         register_sweep_metrics(metrics_weights, log=log)
     denoiser = components.denoiser
@@ -271,7 +273,6 @@ class _ChunkRunner:
         self.store.append(rows)
         return rows
 
-
 # ------------------------------------------------------------------------------------ compiled functions
 
 
@@ -322,7 +323,6 @@ def _measure_fn(mesh: Mesh, metrics: tuple[Metric, ...]):
     sharded = P(AXIS)
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(P(), sharded, sharded, sharded), out_specs=sharded))
 
-
 # ------------------------------------------------------------------------------------------- chunk I/O
 
 
@@ -345,7 +345,6 @@ def _to_host(tree):
     """Global (sharded) arrays as full numpy arrays on every process."""
     if jax.process_count() == 1:
         return jax.tree.map(np.asarray, tree)
-    from jax.experimental import multihost_utils
 
     return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
@@ -357,7 +356,6 @@ def _padded(group: Sequence[Config], size: int) -> list[Config]:
 def _chunks(items: Sequence[Config], size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
 
 # ---------------------------------------------------------------------------------------------- rows
 
@@ -387,7 +385,6 @@ def thumbnail(video: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     blocks = video[:, :h2 * factor, :w2 * factor].reshape(f, h2, factor, w2, factor, c)  # [F, h, k, w, k, 3]
     return np.round(blocks.astype(np.float32).mean(axis=(2, 4))).astype(np.uint8)
 
-
 # ------------------------------------------------------------------------------------------- helpers
 
 
@@ -407,7 +404,6 @@ def _mesh(devices: int | None) -> Mesh:
 def _barrier(name: str) -> None:
     """Wait for every process of a multi-host run (nothing to wait for in a single process)."""
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
 
@@ -417,7 +413,6 @@ def _agreed_done(store: ResultStore, configs: Sequence[Config]) -> dict:
     done = store.done()
     if jax.process_count() == 1:
         return done
-    from jax.experimental import multihost_utils
 
     mask = np.asarray([c.key in done for c in configs], np.int32)
     agreed = np.asarray(multihost_utils.broadcast_one_to_all(mask))
@@ -489,6 +484,5 @@ def _chunk_size(chunk, mesh: Mesh, generate, constants, definition, table, log) 
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="sweep", unit="video", disable=not enabled, smoothing=0.1)

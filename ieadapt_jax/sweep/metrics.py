@@ -50,6 +50,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..toy import metrics as toy
+from ..toy import world
+
 
 class MetricError(ValueError):
     """An unknown metric name, a malformed metric, or a plug-in module that cannot be imported."""
@@ -170,24 +173,23 @@ def as_unit(video) -> jax.Array:
     video = jnp.asarray(video)
     return video.astype(jnp.float32) / 255.0 if video.dtype == jnp.uint8 else video.astype(jnp.float32)
 
-
 # ----------------------------------------------------------------------------------------- built-in
 
 
 def _ssim(_, video, baseline, __):
-    import dm_pix
+    import dm_pix  # deferred: dm_pix is only needed for image metrics
 
     return {"ssim": jnp.mean(dm_pix.ssim(video, baseline))}  # per frame [F] -> mean
 
 
 def _psnr(_, video, baseline, __):
-    import dm_pix
+    import dm_pix  # deferred: dm_pix is only needed for image metrics
 
     return {"psnr": jnp.mean(dm_pix.psnr(video, baseline))}
 
 
 def _temporal_consistency(_, video, __, ___):
-    import dm_pix
+    import dm_pix  # deferred: dm_pix is only needed for image metrics
 
     return {"temporal_consistency": jnp.mean(dm_pix.ssim(video[1:], video[:-1]))}  # F-1 consecutive pairs
 
@@ -202,7 +204,6 @@ def _motion(_, video, __, ___):
 
 def _toy_setup(_, prompts: Sequence[str]) -> dict:
     """int32 [P, 4] caption attributes (shape, colour, size, motion) of each prompt's first object."""
-    from ..toy import world
 
     attrs = [world.parse(p) for p in prompts]
     table = np.asarray([[int(np.asarray(f)[0]) for f in (a.shape, a.colour, a.size, a.motion)] for a in attrs], np.int32)
@@ -210,7 +211,6 @@ def _toy_setup(_, prompts: Sequence[str]) -> dict:
 
 
 def _toy_attributes(state, video, _, prompt_index):
-    from ..toy import metrics as toy
 
     predicted = toy.classify(video)
     truth = state["attributes"][prompt_index]  # [4]: shape, colour, size, motion
@@ -220,7 +220,6 @@ def _toy_attributes(state, video, _, prompt_index):
 
 
 def _toy_structure(_, video, baseline, __):
-    from ..toy import metrics as toy
 
     hue_gap = jnp.abs((toy.object_hue(video) - toy.object_hue(baseline) + 180.0) % 360.0 - 180.0)
     hue_gap = jnp.where(toy.object_present(video) & toy.object_present(baseline), hue_gap, jnp.nan)
@@ -229,7 +228,6 @@ def _toy_structure(_, video, baseline, __):
 
 
 def _toy_dynamics(_, video, __, ___):
-    from ..toy import metrics as toy
 
     steps = jnp.linalg.norm(jnp.diff(toy.centroid_trajectory(video), axis=0), axis=-1)  # [F-1], NaN off-object
     return {"toy_travel": jnp.nansum(steps), "toy_background_flicker": toy.temporal_flicker(video)}

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import KIND_LABEL
+from .. import video_io
+from ..core.sites import KIND_LABELS
+from .engine import thumbnail
 
 MODE_COLOURS = {"I": "tab:red", "U": "tab:blue", "A": "tab:gray"}
 GRID_LAYERS = 16  # perturbed videos per row of the video grid (AnimateDiff has 16 spatial self-attention layers)
@@ -19,10 +21,10 @@ KIND_ORDER = ("spatial_self", "temporal", "joint", "cross")
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # deferred: matplotlib takes about a second to import
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib takes about a second to import
 
     return plt
 
@@ -36,7 +38,7 @@ def _modes(frame) -> list[str]:
 def _colour(mode: str, modes: list[str]):
     if mode in MODE_COLOURS:
         return MODE_COLOURS[mode]
-    import matplotlib
+    import matplotlib  # deferred: matplotlib takes about a second to import
 
     return matplotlib.colormaps["viridis"](float(mode))
 
@@ -88,7 +90,7 @@ def site_shifts(results, manifest: dict, path: Path) -> Path | None:
                 ax.set_ylabel(column, fontsize=8)
             ax.set_xticks(layers)
             ax.tick_params(labelsize=7)
-        axes[0, col].set_title(f"{KIND_LABEL.get(kind, kind)} layers")
+        axes[0, col].set_title(f"{KIND_LABELS.get(kind, kind)} layers")
         axes[-1, col].set_xlabel("layer (forward order within its kind)")
     handles, labels = axes[-1, 0].get_legend_handles_labels()
     if handles:
@@ -121,7 +123,7 @@ def entropy_energy(records, path: Path) -> Path | None:
         ax.set_yscale("log")
         ax.set_ylabel("energy")
         ax.legend(fontsize=7)
-        ax.set_title(f"{KIND_LABEL.get(kind, kind)} layers")
+        ax.set_title(f"{KIND_LABELS.get(kind, kind)} layers")
         axes[1, col].bar(x, part["energy_ratio"], color="tab:purple")
         axes[1, col].set_ylabel("energy proportion")
         axes[2, col].bar(x, part["entropy"] * 100.0, color="tab:gray")
@@ -158,7 +160,7 @@ def box_plots(results, manifest: dict, path: Path) -> Path | None:
             ax.tick_params(labelsize=6)
             if col == 0:
                 ax.set_ylabel(column, fontsize=7)
-        axes[0, col].set_title(f"{KIND_LABEL.get(kind, kind)} layers, A -> {mode}", fontsize=8)
+        axes[0, col].set_title(f"{KIND_LABELS.get(kind, kind)} layers, A -> {mode}", fontsize=8)
         axes[-1, col].set_xlabel("layer")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -185,10 +187,10 @@ def video_grid(out: str | os.PathLike, results, png: Path, gif: Path) -> list[Pa
     for kind in _kinds(single):
         for mode in _modes(single):
             part = single[(single["kind"] == kind) & (single["mode"] == mode)].sort_values("layer")
-            letter = KIND_LABEL.get(kind, kind)[0].upper()  # S(patial), T(emporal), J(oint)
+            letter = KIND_LABELS.get(kind, kind)[0].upper()  # S(patial), T(emporal), J(oint)
             cells = [(f"{mode} {letter}{int(r.layer)}", np.load(root / r.video)) for r in part.itertuples()]
             for start in range(0, len(cells), GRID_LAYERS):
-                rows.append((f"{KIND_LABEL.get(kind, kind)}, A -> {mode}",
+                rows.append((f"{KIND_LABELS.get(kind, kind)}, A -> {mode}",
                              [("baseline", base_video)] + cells[start:start + GRID_LAYERS]))
     plt = _plt()
     columns = max(len(cells) for _, cells in rows)
@@ -212,8 +214,6 @@ def video_grid(out: str | os.PathLike, results, png: Path, gif: Path) -> list[Pa
 
 def _grid_gif(rows, path: Path) -> Path:
     """The grid's rows as one animated GIF, every cell shown at 64 px (enlarged or shrunk by whole factors)."""
-    from .. import video_io
-    from .engine import thumbnail
 
     def cell(video: np.ndarray) -> np.ndarray:
         zoom = max(1, GIF_CELL // video.shape[1])

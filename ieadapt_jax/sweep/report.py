@@ -29,16 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.sites import KIND_LABELS
+from . import plots
 from .engine import RECORD_FIELDS
 from .store import read_manifest, read_rows
 
 REPORT_DIR = "report"
-KIND_LABEL = {"spatial_self": "spatial", "temporal": "temporal", "cross": "cross", "joint": "joint"}
 
 
 def _pandas():
     try:
-        import pandas
+        import pandas  # deferred: pandas takes about a second to import
     except ImportError as e:  # pragma: no cover - pandas is a declared dependency
         raise ImportError("sweep reports need pandas (and pyarrow for Parquet): pip install pandas pyarrow") from e
     return pandas
@@ -109,7 +110,6 @@ def write_tables(out: str | os.PathLike, frames: dict | None = None) -> dict[str
 
 def write_report(out: str | os.PathLike) -> Path:
     """Tables, plots and ``report/summary.md`` of a sweep folder; returns the summary's path."""
-    from . import plots
 
     manifest = read_manifest(out)
     frames = tables(out)
@@ -119,7 +119,6 @@ def write_report(out: str | os.PathLike) -> Path:
     summary = folder / "summary.md"
     summary.write_text(summary_markdown(manifest, frames, figures, folder))
     return summary
-
 
 # ----------------------------------------------------------------------------------------------- summary
 
@@ -185,7 +184,7 @@ def _sensitive_sites(single) -> list[str]:
         frame = single.assign(effect=effect.replace([np.inf, -np.inf], np.nan))
         for mode, part in frame.groupby("mode", sort=False):
             mean = part.groupby(["kind", "layer", "site"])["effect"].mean().sort_values(ascending=False).head(5)
-            cells = ", ".join(f"{KIND_LABEL.get(k, k)} {layer} ({v:.3g})" for (k, layer, _), v in mean.items())
+            cells = ", ".join(f"{KIND_LABELS.get(k, k)} {layer} ({v:.3g})" for (k, layer, _), v in mean.items())
             lines.append(f"| {label} | {mode} | {cells} |")
     return lines + [""]
 
@@ -235,12 +234,12 @@ def _observations(frames: dict) -> list[str]:
             first, last = part["layer"].min(), part["layer"].max()
             top = list(effect.index[:2])
             value = f"largest at layers {top[0]}, {top[1]} (of {first}..{last}); 1 − SSIM {effect.iloc[0]:.3g}, {effect.iloc[1]:.3g}"
-            rows.append(_obs_row(f"§3.2–3.3: I at the first and last {KIND_LABEL[kind]} layers hurts structure most",
+            rows.append(_obs_row(f"§3.2–3.3: I at the first and last {KIND_LABELS[kind]} layers hurts structure most",
                                  "the two layers with the largest mean 1 − SSIM under I (holds if they are the first "
                                  "and the last, or the largest is the last)", value,
                                  top[0] in (first, last) and (top[1] in (first, last) or top[0] == last)))
         else:
-            rows.append(_obs_row(f"§3.2–3.3: I at the first and last {KIND_LABEL[kind]} layers hurts structure most",
+            rows.append(_obs_row(f"§3.2–3.3: I at the first and last {KIND_LABELS[kind]} layers hurts structure most",
                                  "needs single-site I results with SSIM at 3 or more layers", np.nan, None))
 
     if "temporal" not in kinds:

@@ -14,16 +14,25 @@ import json
 import sys
 from pathlib import Path
 
+from ..convert.common import ConversionError
 from ..core.attention import BACKENDS
-from .model import ToySnapshotError
+from .evaluate import evaluate
+from .model import ARCHS, PREDICTIONS, ToySnapshotError
+from .train import (
+    LOSS_WEIGHTINGS,
+    NOISES,
+    PRECISIONS,
+    TrainConfig,
+    TrainError,
+    export,
+    train,
+)
 
 MODEL_FOLDER = "model"
 EVAL_FOLDER = "eval"
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .model import ARCHS, PREDICTIONS
-    from .train import LOSS_WEIGHTINGS, NOISES, PRECISIONS, TrainConfig
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m ieadapt_jax.toy", description=__doc__.split("\n")[0])
@@ -86,7 +95,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args, parser) -> None:
-    from .train import TrainConfig, TrainError, export, train
 
     try:
         config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup, seed=args.seed,
@@ -106,7 +114,6 @@ def _train(args, parser) -> None:
 
 
 def _export(args, parser) -> None:
-    from .train import TrainError, export
 
     try:
         print(f"exported {export(args.out, args.to or Path(args.out) / MODEL_FOLDER)}")
@@ -115,8 +122,6 @@ def _export(args, parser) -> None:
 
 
 def _eval(args, parser) -> None:
-    from ..convert.common import ConversionError
-    from .evaluate import evaluate
 
     if args.num < 1 or args.steps < 1 or args.batch < 1:
         parser.error("--num, --steps and --batch must be >= 1")

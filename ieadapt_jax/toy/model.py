@@ -33,10 +33,25 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import safetensors.numpy
 from flax import nnx
 
+from ..convert.animatediff import load_unet_motion
 from ..convert.folders import load_clip_text
+from ..core.jsonfile import read_json_object
 from ..loading import AnimateDiffComponents
+from ..models.clip_text import CLIPTextConfig, CLIPTextModel
+from ..models.layers import sinusoidal_positions
+from ..models.unet_motion import (
+    CROSS_DOWN,
+    CROSS_UP,
+    PLAIN_DOWN,
+    PLAIN_UP,
+    UNetMotionConfig,
+    UNetMotionModel,
+)
+from ..models.vae import LatentDistribution
+from ..schedulers import load_scheduler_config
 from ..tiny import random_init
 from . import world
 
@@ -70,7 +85,6 @@ DEFAULT_GUIDANCE_SCALE = 1.25
 class ToySnapshotError(ValueError):
     """A folder that is not a toy-model snapshot, or one written for another toy world version."""
 
-
 # ------------------------------------------------------------------------------------------- configs
 
 
@@ -91,13 +105,6 @@ class ToyArch:
 
     def unet_config(self):
         """The :class:`models.UNetMotionConfig` of this architecture."""
-        from ..models.unet_motion import (
-            CROSS_DOWN,
-            CROSS_UP,
-            PLAIN_DOWN,
-            PLAIN_UP,
-            UNetMotionConfig,
-        )
 
         n = len(self.block_out_channels)
         ones, heads = (1,) * n, (self.heads,) * n
@@ -114,7 +121,6 @@ class ToyArch:
 
     def text_config(self):
         """The :class:`models.CLIPTextConfig` over the toy vocabulary (positions = the toy context length)."""
-        from ..models.clip_text import CLIPTextConfig
 
         # A tuple: the bare id 2 would select transformers' legacy "highest id" pooling rule.
         return CLIPTextConfig(
@@ -145,8 +151,6 @@ def build_models(arch: str, *, dtype=jnp.float32, seed: int = 0) -> nnx.List:
 
 def abstract_models(arch: str, *, dtype=jnp.float32) -> nnx.List:
     """:func:`build_models` with abstract parameters (shapes only), e.g. for a compute-dtype graph."""
-    from ..models.clip_text import CLIPTextModel
-    from ..models.unet_motion import UNetMotionModel
 
     spec = ARCHS[arch]
 
@@ -156,7 +160,6 @@ def abstract_models(arch: str, *, dtype=jnp.float32) -> nnx.List:
                          CLIPTextModel(spec.text_config(), dtype=dtype, rngs=rngs)])
 
     return nnx.eval_shape(build)
-
 
 # --------------------------------------------------------------------------- pipeline interface parts
 
@@ -178,7 +181,6 @@ class PixelSpace(nnx.Module):
 
     def encode_frames(self, frames: jax.Array, **_) -> Any:
         """frames [F, H, W, 3] in [-1, 1] -> a point-mass LatentDistribution (mode = the frames)."""
-        from ..models.vae import LatentDistribution
 
         return LatentDistribution(frames, jnp.full_like(frames, -30.0))
 
@@ -218,7 +220,6 @@ class ToyTokenizer:
             raise ValueError("unpadded ids are available for one text at a time")
         return Tokens(ids[ids != world.PAD_ID].tolist())
 
-
 # -------------------------------------------------------------------------- parameters <-> diffusers
 
 
@@ -254,7 +255,6 @@ def _torch_leaf(owner: nnx.Module, attr: str, value: np.ndarray) -> tuple[str, n
 
 def _motion_position_buffers(unet) -> dict[str, np.ndarray]:
     """diffusers' ``pos_embed.pe`` buffers (1, max_seq_length, C) of every motion-module transformer block."""
-    from ..models.layers import sinusoidal_positions
 
     length = unet.config.motion_max_seq_length
     out = {}
@@ -284,7 +284,6 @@ def text_config_dict(config) -> dict:
     return {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", "bos_token_id": world.BOS_ID,
             "pad_token_id": world.PAD_ID, "projection_dim": config.hidden_size, "torch_dtype": "bfloat16", **fields}
 
-
 # -------------------------------------------------------------------------------------- save / load
 
 
@@ -295,7 +294,6 @@ def save_toy(path: str | os.PathLike, unet, text_encoder, info: dict | None = No
     ``info`` (e.g. training settings) is stored in ``toy.json`` under "training"; ``scheduler`` is the
     scheduler config written (default :data:`SCHEDULER_CONFIG`, see :func:`scheduler_config`).
     """
-    import safetensors.numpy
 
     root = Path(path)
     np_dtype = np.dtype(dtype)
@@ -340,7 +338,6 @@ def read_toy_info(path: str | os.PathLike, *, any_world: bool = False) -> dict:
     ``any_world`` accepts a snapshot of another world version with this vocabulary (its parameters are
     a starting point for training, not a model of the world this code draws).
     """
-    from ..core.jsonfile import read_json_object
 
     root = Path(path)
     file = root / TOY_INFO
@@ -367,8 +364,6 @@ def load_toy(path: str | os.PathLike, dtype=jnp.float32, *, cache: bool = True,
       ToySnapshotError: not a toy snapshot, or one of another toy world version.
       convert.common.ConversionError: missing or malformed model folders.
     """
-    from ..convert.animatediff import load_unet_motion
-    from ..schedulers import load_scheduler_config
 
     root = Path(path)
     read_toy_info(root, any_world=any_world)

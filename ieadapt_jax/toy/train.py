@@ -47,7 +47,9 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
 
+from ..convert.common import ConversionError
 from ..core.attention import BACKENDS
 from ..schedulers import add_noise, make_schedule
 from . import model as toy_model
@@ -145,7 +147,6 @@ class RunResult:
     loss: float | None
     stopped: str
 
-
 # --------------------------------------------------------------------------------------- captions
 
 
@@ -204,7 +205,6 @@ def caption_ids(attrs: world.Attributes) -> jax.Array:
     out = jnp.full((b, world.CONTEXT_LENGTH), world.PAD_ID, jnp.int32)
     return out.at[rows, position].set(slots, mode="drop")
 
-
 # ------------------------------------------------------------------------------------------ batches
 
 
@@ -217,7 +217,6 @@ def training_batch(key: jax.Array, batch: int, caption_dropout: float, two_objec
     empty = jnp.asarray(world.encode(""))  # [L]
     dropped = jax.random.uniform(k_drop, (batch,)) < caption_dropout
     return videos, jnp.where(dropped[:, None], empty, ids)
-
 
 # ------------------------------------------------------------------------------------- optimisation
 
@@ -267,7 +266,6 @@ def initial_params(config: TrainConfig) -> nnx.State:
     """
     if config.init_from is None:
         return nnx.state(toy_model.build_models(config.arch, dtype=jnp.float32, seed=config.seed), nnx.Param)
-    from ..convert.common import ConversionError
 
     try:
         components = toy_model.load_toy(config.init_from, dtype=jnp.float32, cache=False, any_world=True)
@@ -391,7 +389,6 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
 
     return train_step
 
-
 # ------------------------------------------------------------------------------------------ run folder
 
 
@@ -413,13 +410,13 @@ def _read_run_config(out: Path, config: TrainConfig | None) -> TrainConfig:
 
 
 def _manager(out: Path):
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # deferred: orbax takes seconds to import
 
     return ocp.CheckpointManager((out / CHECKPOINTS).resolve(), options=ocp.CheckpointManagerOptions(max_to_keep=2))
 
 
 def _save(manager, state: TrainState) -> None:
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # deferred: orbax takes seconds to import
 
     manager.save(int(state.step), args=ocp.args.StandardSave(jax.tree.leaves(state)), force=True)
     manager.wait_until_finished()
@@ -428,7 +425,7 @@ def _save(manager, state: TrainState) -> None:
 def restore_state(out: str | os.PathLike, config: TrainConfig, mesh: Mesh | None = None) -> TrainState | None:
     """The latest checkpointed state of a run folder (replicated over ``mesh``, default the default
     device), or None when it has none."""
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # deferred: orbax takes seconds to import
 
     with _manager(Path(out)) as manager:
         step = manager.latest_step()
@@ -449,7 +446,6 @@ def _truncate_log(file: Path, step: int) -> None:
     lines = [line for line in file.read_text().splitlines() if line and json.loads(line)["step"] <= step]
     file.write_text("".join(line + "\n" for line in lines))
 
-
 # ----------------------------------------------------------------------------------------------- train
 
 
@@ -469,7 +465,6 @@ def train(config: TrainConfig | None, out: str | os.PathLike, *, max_minutes: fl
       TrainError: ``out`` holds a run with other settings, or is not a run folder and ``config`` is None;
         ``devices`` out of range or not dividing the batch.
     """
-    from tqdm.auto import tqdm
 
     start = time.monotonic()
     out = Path(out)
@@ -517,10 +512,10 @@ def plot_loss(out: str | os.PathLike) -> Path | None:
 
     Needs matplotlib.
     """
-    import matplotlib
+    import matplotlib  # deferred: matplotlib takes about a second to import
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib takes about a second to import
 
     out = Path(out)
     file = out / LOSS_LOG
@@ -564,4 +559,3 @@ def _last_loss(out: Path) -> float | None:
     file = out / LOSS_LOG
     lines = [line for line in file.read_text().splitlines() if line] if file.is_file() else []
     return json.loads(lines[-1])["loss"] if lines else None
-
