@@ -2,7 +2,7 @@
 
 Run on a GPU machine from the repository root:
 
-    PYTHONPATH=. python benchmarks/attention_gpu.py --out benchmarks/results/attention_gpu.json
+    python benchmarks/attention_gpu.py --out benchmarks/results/attention_gpu.json
 
 Shapes (bf16): AnimateDiff spatial self-attention (B=32 = 2 rows × 16 frames, N=4096, H=8, D=40) and
 CogVideoX joint attention (B=2, N=17776, H=48, D=64). For each: plain ``jax.nn.dot_product_attention``

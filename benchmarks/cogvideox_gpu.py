@@ -2,7 +2,7 @@
 
 Run from the repository root on a GPU machine (add ``--sharded 2`` on a two-GPU machine):
 
-    PYTHONPATH=. python benchmarks/cogvideox_gpu.py --out benchmarks/results/cogvideox_gpu.json
+    python benchmarks/cogvideox_gpu.py --out benchmarks/results/cogvideox_gpu.json
 
 What it does:
 

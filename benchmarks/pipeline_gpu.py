@@ -2,7 +2,7 @@
 
 Run from the repository root on a GPU machine:
 
-    PYTHONPATH=. python benchmarks/pipeline_gpu.py --out benchmarks/results/pipeline_gpu.json
+    python benchmarks/pipeline_gpu.py --out benchmarks/results/pipeline_gpu.json
 
 What it does (issue 4, deliverable 7):
 

@@ -2,8 +2,8 @@
 
 Run from the repository root on a GPU machine:
 
-    PYTHONPATH=. python benchmarks/sweep_gpu.py --out benchmarks/results/sweep_gpu.json                  # one card
-    PYTHONPATH=. python benchmarks/sweep_gpu.py --part multi --out benchmarks/results/sweep_gpu_multi.json  # 2+ cards
+    python benchmarks/sweep_gpu.py --out benchmarks/results/sweep_gpu.json                  # one card
+    python benchmarks/sweep_gpu.py --part multi --out benchmarks/results/sweep_gpu_multi.json  # 2+ cards
 
 Setting (supplementary §7.1): SD1.5 UNet + MotionAdapter v1-5-3 with random full-size weights (built in diffusers,
 saved in fp16, loaded by our converter), 16 frames at 512x512, 25 Euler steps, CFG 9.0, seed 42; each video

@@ -1,8 +1,8 @@
 """Toy editing benchmark (issue 6, item 6): our counterpart of the paper's Tables 3 and 5 in the toy world.
 
-    PYTHONPATH=. python benchmarks/toy_edit.py                      # shipped toy model -> benchmarks/results/
-    PYTHONPATH=. python benchmarks/toy_edit.py --model RUN/model    # any toy snapshot
-    PYTHONPATH=. python benchmarks/toy_edit.py --tiny --out /tmp/b  # CPU smoke test: random tiny model, 3 pairs
+    python benchmarks/toy_edit.py                      # shipped toy model -> benchmarks/results/
+    python benchmarks/toy_edit.py --model RUN/model    # any toy snapshot
+    python benchmarks/toy_edit.py --tiny --out /tmp/b  # CPU smoke test: random tiny model, 3 pairs
 
 Edit pairs change one attribute of a single-object toy caption: its colour, its shape or its background
 (a third each; sources are training combinations, and so are colour and shape targets; a background is

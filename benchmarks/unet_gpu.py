@@ -2,7 +2,7 @@
 
 Run from the repository root on a GPU machine:
 
-    PYTHONPATH=. python benchmarks/unet_gpu.py --out benchmarks/results/unet_gpu.json
+    python benchmarks/unet_gpu.py --out benchmarks/results/unet_gpu.json
 
 What it does (issue 3, deliverable 4):
 

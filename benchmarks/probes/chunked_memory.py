@@ -1,6 +1,6 @@
 """Compiled temporary memory of the chunked attention backend and the fp32 UNet forward on this device.
 
-    PYTHONPATH=. python benchmarks/probes/chunked_memory.py
+    python benchmarks/probes/chunked_memory.py
 
 Prints the XLA flags in force and, for the AnimateDiff spatial shape in fp32, the temp bytes of the
 chunked backend (plain and recording) and of a full-size fp32 UNet forward (abstract weights, compile only)

@@ -1,6 +1,6 @@
 """cuDNN recording attention under vmap on this GPU: the path a recording sweep takes with stacked configurations.
 
-    PYTHONPATH=. python benchmarks/probes/cudnn_vmap.py --out benchmarks/results/cudnn_vmap_gpu.json
+    python benchmarks/probes/cudnn_vmap.py --out benchmarks/results/cudnn_vmap_gpu.json
 
 For SD1.5's head dims (40, 80) and CogVideoX's (64), vmaps ``attend(backend="cudnn", record=True)`` over 3
 configurations of [2, 1024, 4, D] bf16 and compares output and entropy with the chunked backend (fp32 math).

@@ -1,6 +1,6 @@
 """Where the time of one full-size AnimateDiff UNet forward goes on this GPU (a profile, not a benchmark).
 
-    PYTHONPATH=. python benchmarks/probes/unet_profile.py --out /tmp/unet_profile.json [--backend auto cudnn]
+    python benchmarks/probes/unet_profile.py --out /tmp/unet_profile.json [--backend auto cudnn]
 
 SD1.5 UNet + MotionAdapter v1-5-3 (``--tiny``: unet_gpu's tiny model) with random bf16 weights (drawn on the
 host: no diffusers needed), batch 2 (CFG) x 16 frames x 64x64 latents, the plain forward. For each attention backend named, the compiled forward

@@ -1,7 +1,7 @@
 """Other ways to write the UNet's memory-bound parts, timed on this GPU (a record of what was tried, not a benchmark).
 
-    PYTHONPATH=. python benchmarks/probes/unet_variants.py --out R.json --variants base short split f32 tanh
-    XLA_FLAGS=--xla_gpu_triton_gemm_any=true PYTHONPATH=. python benchmarks/probes/unet_variants.py --out R.json
+    python benchmarks/probes/unet_variants.py --out R.json --variants base short split f32 tanh
+    XLA_FLAGS=--xla_gpu_triton_gemm_any=true python benchmarks/probes/unet_variants.py --out R.json
 
 The full-size AnimateDiff UNet forward (SD1.5 + MotionAdapter v1-5-3, random bf16 weights, batch 2 (CFG) x 16
 frames x 64x64, unet_profile's setting) is compiled and timed (median of 7 after 2 warm-ups) once per variant.
