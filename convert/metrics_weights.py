@@ -49,7 +49,7 @@ def load_clip_tokenizer(folder: str | os.PathLike):
     folder = Path(folder)
     if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
         return None
-    from transformers import (
+    from transformers import (  # deferred: transformers takes seconds to import
         CLIPTokenizer,  # deferred: transformers takes seconds to import
     )
 

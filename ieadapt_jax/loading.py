@@ -146,7 +146,7 @@ def _require_components(root: Path, index: dict, names: tuple[str, ...], what: s
 
 
 def _load_tokenizer(folder: Path):
-    from transformers import (
+    from transformers import (  # deferred: transformers takes seconds to import
         CLIPTokenizer,  # deferred: transformers takes seconds to import
     )
 
@@ -228,7 +228,7 @@ def load_cogvideox(
 
 
 def _load_t5_tokenizer(folder: Path, max_length: int):
-    from transformers import (
+    from transformers import (  # deferred: transformers takes seconds to import
         T5Tokenizer,  # deferred: transformers takes seconds to import
     )
 

@@ -29,7 +29,7 @@ DDIM_CONFIG = {
 
 def tiny_tokenizer():
     """A CLIP BPE tokenizer over lower-case letters with a few merges, built in memory (77 tokens max)."""
-    from transformers import (
+    from transformers import (  # deferred: transformers takes seconds to import
         CLIPTokenizer,  # deferred: transformers takes seconds to import
     )
 
