@@ -35,7 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .core.jit import jit_method
-from .core.rewiring import Rewiring, SiteSpec, noop, over_steps, perturb, resolve_sites
+from .core.rewiring import (
+    Rewiring,
+    SiteSpec,
+    check_window,
+    noop,
+    over_steps,
+    perturb,
+    resolve_sites,
+)
 from .core.sites import SiteError, SiteTable
 
 Row = tuple[str, str]  # (text, mode): text "uncond" (φ) or "cond" (c); mode "A", "I" or "U"
@@ -96,8 +104,7 @@ class Guidance:
                 "Guidance(sites=[]) registers no site, so the perturbed rows (λ and I/U terms) would equal the "
                 "unperturbed ones; name at least one site, or sites=None for the max-entropy site (Eq. 3)"
             )
-        if self.window is not None and (len(self.window) != 2 or self.window[0] >= self.window[1] or self.window[0] < 0):
-            raise GuidanceError(f"window must be (start, stop) with 0 <= start < stop, got {self.window}")
+        check_window(self.window, what="guidance window", error=GuidanceError)
 
 
 def guidance_rows(preset: str, omega: float, lam: float = 0.0) -> tuple[tuple[Row, ...], np.ndarray]:
@@ -126,20 +133,12 @@ def guidance_rewiring(
     table: SiteTable, rows: Sequence[Row], sites: Sequence[int], num_steps: int, window: tuple[int, int] | None = None
 ) -> Rewiring:
     """The [steps, sites, R] schedule that applies each row's mode (I / U) at ``sites`` inside ``window``."""
-    check_window(window, num_steps)
+    check_window(window, num_steps, what="guidance window", error=GuidanceError)
     rw = noop(table, len(rows))
     for r, (_, mode) in enumerate(rows):
         if mode != "A":
             rw = perturb(rw, table, list(sites), mode, rows=[r])
     return over_steps(rw, num_steps, window)
-
-
-def check_window(window: tuple[int, int] | None, num_steps: int) -> None:
-    """Raise :class:`GuidanceError` unless ``window`` is None or within [0, num_steps]."""
-    if window is not None and not 0 <= window[0] < window[1] <= num_steps:
-        raise GuidanceError(
-            f"guidance window {tuple(window)} must satisfy 0 <= start < stop <= {num_steps} (the run's step count)"
-        )
 
 
 def profile_entropy(unet, sample: jax.Array, timestep, text: jax.Array, *, kind: str = "self", backend: str = "auto") -> np.ndarray:

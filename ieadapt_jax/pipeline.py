@@ -21,10 +21,10 @@ import numpy as np
 
 from .core.attention import Record
 from .core.jit import jit_method
-from .core.rewiring import Rewiring
+from .core.rewiring import Rewiring, check_window
 from .guidance import (
     Guidance,
-    check_window,
+    GuidanceError,
     dynamic_cfg_scales,
     guidance_rewiring,
     guidance_rows,
@@ -165,7 +165,7 @@ def text_to_video(
     entropy = None
     active = None
     if guidance is not None and perturbs(rows):
-        check_window(guidance.window, num_inference_steps)
+        check_window(guidance.window, num_inference_steps, what="guidance window", error=GuidanceError)
         if guidance.sites is None:
             x0 = scale_model_input(schedule, 0, x_t)
             entropy = profile_entropy(unet, x0, schedule.timesteps[0], cond[None], kind=guidance.kind, backend=backend)

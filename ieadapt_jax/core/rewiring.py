@@ -180,11 +180,22 @@ def over_steps(active: Rewiring, num_steps: int, window: tuple[int, int] | None 
     """A schedule [steps, sites, rows]: ``active`` at steps in ``window`` = [start, stop), no-op elsewhere."""
     if active.lead_shape:
         raise RewiringError(f"over_steps takes a rewiring without leading axes, got {active.lead_shape}")
+    check_window(window, num_steps)
     start, stop = (0, num_steps) if window is None else window
-    if not 0 <= start < stop <= num_steps:
-        raise RewiringError(f"step window {window} must satisfy 0 <= start < stop <= {num_steps}")
     idle = noop(active.num_sites, active.rows)
     return stack([active if start <= t < stop else idle for t in range(num_steps)])
+
+
+def check_window(window, num_steps: int | None = None, *, what: str = "step window",
+                 error: type[Exception] = RewiringError) -> None:
+    """The one step-window check: ``window`` is None or (start, stop) with 0 <= start < stop (<= num_steps when
+    given); else ``error`` naming ``what``, the window and the steps."""
+    if window is None:
+        return
+    ok = len(window) == 2 and 0 <= window[0] < window[1] and (num_steps is None or window[1] <= num_steps)
+    if not ok:
+        bound = "" if num_steps is None else f" <= {num_steps} (the run's steps)"
+        raise error(f"{what} {tuple(window)} must satisfy 0 <= start < stop{bound}")
 
 
 def resolve_sites(table: SiteTable, sites: SiteSpec) -> list[int]:

@@ -31,7 +31,15 @@ import re
 
 import numpy as np
 
-from ..core.rewiring import Rewiring, SiteSpec, inject, noop, over_steps, resolve_sites
+from ..core.rewiring import (
+    Rewiring,
+    SiteSpec,
+    check_window,
+    inject,
+    noop,
+    over_steps,
+    resolve_sites,
+)
 from ..core.sites import SiteTable
 
 ROWS_PER_PAIR = 4
@@ -168,7 +176,7 @@ def edit_rewiring(table: SiteTable, pair_sites, tensors: str, num_steps: int,
                   window: tuple[int, int] | None = None) -> Rewiring:
     """The [steps, sites, 4P] schedule: pair p's target rows take ``tensors`` from its source rows at
     ``pair_sites[p]`` for the steps in ``window`` = [start, stop) (None: every step)."""
-    check_window(window, num_steps)
+    check_window(window, num_steps, what="injection window", error=EditError)
     rw = noop(table, ROWS_PER_PAIR * len(pair_sites))
     for p, sites in enumerate(pair_sites):
         if len(sites):
@@ -176,12 +184,6 @@ def edit_rewiring(table: SiteTable, pair_sites, tensors: str, num_steps: int,
             rw = inject(rw, table, list(sites), src=[base + SOURCE_UNCOND, base + SOURCE_COND],
                         dst=[base + TARGET_UNCOND, base + TARGET_COND], what=tensors)
     return over_steps(rw, num_steps, window)
-
-
-def check_window(window: tuple[int, int] | None, num_steps: int) -> None:
-    """Raise :class:`EditError` unless ``window`` is None or a non-empty [start, stop) within the steps."""
-    if window is not None and (len(window) != 2 or not 0 <= window[0] < window[1] <= num_steps):
-        raise EditError(f"injection window {tuple(window)} must satisfy 0 <= start < stop <= {num_steps} (the steps)")
 
 
 def check_p2p_prompts(tokenizer, source: str, target: str) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core import make_forward
 from ..core.jit import jit_method
-from ..core.rewiring import resolve_sites
+from ..core.rewiring import check_window, resolve_sites
 from ..guidance import dynamic_cfg_scales, profile_entropy
 from ..inversion import Inversion, invert
 from ..pipeline import decode_video, encode_prompts, latent_frames, latent_size
@@ -45,7 +45,6 @@ from .presets import (
     check_applies,
     check_p2p_prompts,
     check_ratio,
-    check_window,
     edit_rewiring,
     pair_layout,
     select_sites,
@@ -199,7 +198,7 @@ def edit_batch(
     table = denoiser.site_table
     spec = check_applies(denoiser, method)
     ratio = check_ratio(ratio)
-    check_window(window, schedule.num_steps)
+    check_window(window, schedule.num_steps, what="injection window", error=EditError)
     if profile not in PROFILES:
         raise EditError(f"unknown entropy profile {profile!r}; choose one of {', '.join(PROFILES)}")
     pairs = len(sources)
@@ -417,7 +416,7 @@ def edit(
     latent_h, latent_w = latent_size(components, height, width)
     shape = (latent_frames(components, num_frames), latent_h, latent_w, denoiser.config.in_channels)
     check_ratio(ratio)
-    check_window(window, num_inference_steps)
+    check_window(window, num_inference_steps, what="injection window", error=EditError)
     check_applies(denoiser, method)
     _step_scales(schedule, guidance_scale, use_dynamic_cfg)
     if method == "p2p":
