@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .core.jit import jit_method
+from .core.protocols import Denoiser
 from .core.rewiring import (
     Rewiring,
     SiteSpec,
@@ -141,7 +142,7 @@ def guidance_rewiring(
     return over_steps(rw, num_steps, window)
 
 
-def profile_entropy(unet, sample: jax.Array, timestep, text: jax.Array, *, kind: str = "self", backend: str = "auto") -> np.ndarray:
+def profile_entropy(unet: Denoiser, sample: jax.Array, timestep, text: jax.Array, *, kind: str = "self", backend: str = "auto") -> np.ndarray:
     """Eq. 3's profiling pass: one recording forward; entropy per site of the table (NaN where not recorded).
 
     Args:

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .core.attention import Record
+from .core.protocols import Denoiser
 from .sampling import make_plan, sample
 from .schedulers import Schedule
 
@@ -122,7 +123,7 @@ def _linear_step(schedule: Schedule) -> tuple[np.ndarray, np.ndarray]:
 
 
 def invert(
-    unet,
+    unet: Denoiser,
     schedule: Schedule,
     latents,
     text,

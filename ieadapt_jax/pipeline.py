@@ -21,6 +21,7 @@ import numpy as np
 
 from .core.attention import Record
 from .core.jit import jit_method
+from .core.protocols import Components, check_components
 from .core.rewiring import Rewiring, check_window
 from .guidance import (
     Guidance,
@@ -70,7 +71,7 @@ class VideoResult:
 
 
 def text_to_video(
-    components,
+    components: Components,
     prompt: str,
     negative_prompt: str = "",
     num_frames: int = 16,
@@ -131,7 +132,7 @@ def text_to_video(
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    unet, vae = components.denoiser, components.vae
+    unet, vae = check_components(components).denoiser, components.vae
     latent_h, latent_w = latent_size(components, height, width)
     schedule = make_schedule(scheduler_config or components.scheduler_config, num_inference_steps, eta=eta)
     if rewiring is not None and guidance is not None:
@@ -206,7 +207,7 @@ def text_to_video(
     )
 
 
-def latent_size(components, height: int, width: int) -> tuple[int, int]:
+def latent_size(components: Components, height: int, width: int) -> tuple[int, int]:
     """(h, w) latent height and width of a ``height`` x ``width`` video (pixels / the VAE factor).
 
     Raises:
@@ -223,7 +224,7 @@ def latent_size(components, height: int, width: int) -> tuple[int, int]:
     return height // vae_factor, width // vae_factor
 
 
-def latent_frames(components, num_frames: int) -> int:
+def latent_frames(components: Components, num_frames: int) -> int:
     """Latent frames of a ``num_frames`` video: all of them (AnimateDiff), (F − 1) // r + 1 for a VAE
     compressing time by r (CogVideoX: r = 4), as diffusers' CogVideoXPipeline computes them."""
     ratio = int(getattr(components.vae.config, "temporal_compression_ratio", 1))
@@ -248,7 +249,7 @@ def tokenize(tokenizer, prompts: list[str]) -> np.ndarray:
     return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="np").input_ids
 
 
-def encode_prompts(components, prompts: list[str], clip_skip: int | None = None) -> jax.Array:
+def encode_prompts(components: Components, prompts: list[str], clip_skip: int | None = None) -> jax.Array:
     """Text states [N, L, D] of N prompts through the components' tokenizer and text encoder (CLIP or T5).
 
     ``clip_skip`` is diffusers' clip_skip (CLIP only). Raises :class:`PipelineError` for a prompt the encoder

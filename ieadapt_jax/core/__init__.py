@@ -16,7 +16,13 @@ from .attention import (
 from .context import SiteContext
 from .errors import AttentionError, ConfigError, IEAdaptError
 from .jit import jit_method, make_forward, merge, split
-from .protocols import Components, Denoiser
+from .protocols import (
+    Components,
+    ContractError,
+    Denoiser,
+    check_components,
+    check_denoiser,
+)
 from .rewiring import (
     A_MIX,
     I_MIX,
@@ -40,7 +46,7 @@ from .sites import KINDS, SELF_KINDS, Site, SiteError, SiteTable
 
 __all__ = [
     "A_MIX", "BACKENDS", "I_MIX", "KINDS", "SELF_KINDS", "U_MIX",
-    "AttentionError", "Components", "ConfigError", "Denoiser", "IEAdaptError", "Record", "Rewiring",
+    "AttentionError", "Components", "ContractError", "check_components", "check_denoiser", "ConfigError", "Denoiser", "IEAdaptError", "Record", "Rewiring",
     "RewiringError", "Site", "SiteContext", "SiteError", "SiteRewiring", "SiteSpec", "SiteTable",
     "attend", "attention_map", "check_active", "inject", "jit_method", "make_forward", "merge", "mode_mix", "noop",
     "over_steps", "perturb", "resolve_backend", "resolve_sites", "rewired_sites", "split", "stack",

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 import jax
 
 from .attention import Record
+from .errors import IEAdaptError
 from .rewiring import Rewiring
 from .sites import SiteTable
 
@@ -61,3 +62,27 @@ class Components(Protocol):
 
     @property
     def denoiser(self) -> Denoiser: ...
+
+
+class ContractError(IEAdaptError):
+    """An object handed to a pipeline lacks what its protocol (:class:`Denoiser` or :class:`Components`) needs."""
+
+
+def check_denoiser(model) -> Denoiser:
+    """``model`` if it is a :class:`Denoiser`, else a :class:`ContractError` naming what it lacks."""
+    return _checked(model, Denoiser, ("site_table", "config", "downsampling_factor", "__call__"))
+
+
+def check_components(components) -> Components:
+    """``components`` if they are :class:`Components` with a :class:`Denoiser`, else a :class:`ContractError`."""
+    _checked(components, Components, ("denoiser", "vae", "text_encoder", "tokenizer", "scheduler_config", "path"))
+    check_denoiser(components.denoiser)
+    return components
+
+
+def _checked(obj, protocol, members: tuple[str, ...]):
+    if isinstance(obj, protocol):
+        return obj
+    missing = [m for m in members if not hasattr(obj, m)]
+    raise ContractError(f"{type(obj).__name__} is not a {protocol.__name__}: it has no {', '.join(missing)} "
+                        f"(see ieadapt_jax.core.protocols)")

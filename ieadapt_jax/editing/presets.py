@@ -31,6 +31,7 @@ import re
 
 import numpy as np
 
+from ..core.protocols import Denoiser
 from ..core.rewiring import (
     Rewiring,
     SiteSpec,
@@ -83,7 +84,7 @@ def method(name: str) -> Method:
     return METHODS[name]
 
 
-def check_applies(denoiser, name: str) -> Method:
+def check_applies(denoiser: Denoiser, name: str) -> Method:
     """The :class:`Method` called ``name``, or :class:`EditError` when its sites do not exist in ``denoiser``:
     p2p without cross-attention sites, tokenflow without a UNet decoder (e.g. CogVideoX's joint-attention DiT)."""
     spec = method(name)
@@ -110,7 +111,7 @@ def check_ratio(ratio: float) -> float:
     return ratio
 
 
-def decoder_sites(unet, layers: tuple[int, int] = TOKENFLOW_LAYERS) -> tuple[int, ...]:
+def decoder_sites(unet: Denoiser, layers: tuple[int, int] = TOKENFLOW_LAYERS) -> tuple[int, ...]:
     """Spatial self-attention sites of the decoder layers ``layers`` (inclusive), counted as in SD1.5.
 
     Decoder layer l is the l-th (resnet, attention) pair of the up blocks in forward order (SD1.5: 4 up
@@ -139,7 +140,7 @@ def decoder_sites(unet, layers: tuple[int, int] = TOKENFLOW_LAYERS) -> tuple[int
     return tuple(chosen)
 
 
-def select_sites(unet, name: str, entropy: np.ndarray | None = None, ratio: float = DEFAULT_RATIO,
+def select_sites(unet: Denoiser, name: str, entropy: np.ndarray | None = None, ratio: float = DEFAULT_RATIO,
                  sites: SiteSpec | None = None) -> tuple[int, ...]:
     """The sites method ``name`` injects at (positions, forward order).
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import video_io
 from ..core.jit import jit_method
-from ..loading import AnimateDiffComponents
+from ..core.protocols import Components
 from ..sampling import make_plan, sample
 from ..schedulers import make_schedule
 from . import metrics, world
@@ -45,13 +45,13 @@ def _text_states(text_encoder, ids):
     return text_encoder.prompt_embeds(ids)  # [N, L, D]
 
 
-def text_states(components: AnimateDiffComponents, captions: Sequence[str]) -> jax.Array:
+def text_states(components: Components, captions: Sequence[str]) -> jax.Array:
     """[N, L, D] text states of captions (through the components' tokenizer and text encoder)."""
     ids = components.tokenizer(list(captions), padding="max_length", return_tensors="np").input_ids  # [N, L]
     return _text_states(components.text_encoder, jnp.asarray(ids))
 
 
-def generate(components: AnimateDiffComponents, captions: Sequence[str], *, num_inference_steps: int = 25,
+def generate(components: Components, captions: Sequence[str], *, num_inference_steps: int = 25,
              guidance_scale: float = 5.0, seed: int = 0, batch: int = 50, backend: str = "auto",
              progress: bool = True) -> np.ndarray:
     """uint8 [N, F, H, W, 3] videos of captions from a pixel-space toy model, ``batch`` videos per sampling run.
