@@ -58,10 +58,7 @@ SNAPSHOT_MODELS = {"animatediff": "a local diffusers AnimateDiff or SD1.5 snapsh
                    "cogvideox": "a local diffusers CogVideoX snapshot"}
 # (frames, height, width) when not given: the toy world's, AnimateDiff's (SD1.5) and CogVideoX's (49 = 4·12 + 1).
 DEFAULT_SIZES = {"toy": (16, 32, 32), "animatediff": (16, 512, 512), "cogvideox": (49, 480, 720)}
-# Real toy videos start from DDIM-inverted noise, which holds the input so firmly that a generation scale of 1.5
-# left it unedited. Measured on run 2 of the toy model (6 pairs, 20 steps): ω = 3 edits colour and shape in every
-# pair with the least structure change (ω = 5 edits as often, with larger centroid errors). On run 4 (shipped)
-# the toy editing benchmark at ω = 3 edits colour and shape in every real pair and the background in 60-65%.
+# DDIM-inverted real toy videos need more CFG to be edited: benchmarks/README.md#real-video-guidance-of-the-toy-model
 REAL_VIDEO_GUIDANCE = 3.0
 OUTPUTS = ("source.mp4", "edited.mp4", "side_by_side.gif", "entropy.png", "report.json")
 REPORT = "report.json"

@@ -1,4 +1,5 @@
-"""The README's "Loading CogVideoX" and "Editing with CogVideoX" examples run on a tiny random-weight snapshot.
+"""The "Loading CogVideoX" (docs/models.md) and "Editing with CogVideoX" (docs/editing.md) examples run on a tiny
+random-weight snapshot.
 
 The example (a ```py block: it needs a real checkpoint) is run with substitutions that fit the tiny model of
 test_cogvideox_pipeline: the snapshot path, the video and latent sizes, the step count, the layer index, the prompt.
@@ -40,7 +41,7 @@ def test_readme_cogvideox_editing_example_runs_on_a_tiny_snapshot(tmp_path, monk
         "num_inference_steps=25)": "num_inference_steps=2)",
         '"a dog running on the grass", "a cat running on the grass"': '"a dog runs", "a cat runs"',
         '"dog.mp4"': repr(str(tmp_path / "dog.mp4")),
-        '"dog2cat.gif"': repr(str(tmp_path / "dog2cat.gif")),
+        '"/tmp/ieadapt_dog2cat.gif"': repr(str(tmp_path / "dog2cat.gif")),
     }
     scope = run_example(("load_cogvideox", "editing import edit"), substitutions, "CogVideoX editing example")
     assert scope["result"].edited_video.shape == (9, 32, 32, 3)

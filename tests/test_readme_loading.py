@@ -1,4 +1,4 @@
-"""The README's "Loading AnimateDiff" example runs on a tiny random-weight snapshot.
+"""The "Loading AnimateDiff" example (docs/models.md) runs on a tiny random-weight snapshot.
 
 The example (a ```py block: it needs a real checkpoint) is run with three substitutions that fit the
 tiny model: the snapshot path, the latent size 64 -> 8, and the spatial layer index 15 -> 3.

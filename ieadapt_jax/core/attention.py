@@ -12,7 +12,7 @@ attention batch with the row outermost ([rows·frames, HW, C] for spatial, [rows
 temporal) and the row's rewiring applies to every entry it owns: row b taking Q from row b' takes, for
 each of its frames, the Q of the same frame of b'.
 
-**Records** (DESIGN §3), each [R], averaged over the row's entries, heads, queries (and channels):
+**Records** (docs/attention.md#records), each [R], averaged over the row's entries, heads, queries (and channels):
 ``entropy`` = mean of H(row of A)/log(N_k) (the paper's entropy percentage; causal rows are
 normalised by their own number of visible keys), ``energy`` = mean((AV)²), ``energy_identity`` =
 mean(V²), ``energy_uniform`` = mean(mean_k(V)²), ``energy_ratio`` = (energy − energy_uniform) /

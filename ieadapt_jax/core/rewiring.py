@@ -1,4 +1,4 @@
-"""The rewiring algebra: every attention intervention as data (DESIGN §2).
+"""The rewiring algebra: every attention intervention as data (docs/attention.md#rewiring).
 
 For site s and batch row b (a row is one video being denoised; CFG branches, source/target and
 perturbed copies are rows of one batch):

@@ -4,7 +4,7 @@ The edit blends target latents with source latents after every step (:class:`iea
 inside the mask (1) the target is kept, outside (0) the source is copied, so the background survives.
 
 **Word-influence masks** (P2P LocalBlend-style). LocalBlend thresholds the cross-attention maps of chosen
-words. The maps are never materialised here (DESIGN §2); instead the mask measures what the chosen words
+words. The maps are never materialised here (docs/architecture.md#one-attend); instead the mask measures what the chosen words
 contribute through cross-attention, per pixel: the source's clean latents are noised to early-step levels, and the
 denoiser predicts ε (or v) twice, with the source prompt and with the chosen words' text states replaced by the
 negative prompt's states at the same positions (text reaches a UNet only through cross-attention keys and
@@ -23,9 +23,8 @@ from .presets import EditError
 
 DEFAULT_THRESHOLD = 0.3
 CLOSING = 5  # px: holes and gaps up to this size inside the thresholded mask are filled
-# Fractions of the way through the denoising steps where ε is compared: early, where the words decide the layout.
-# On the shipped toy model (3 videos) levels (0, 0.1, 0.2) mark 98-99% of a named colour-and-shape object;
-# mid levels (0.3-0.7) only its outline (the input itself shows the object there, with or without the words).
+# Fractions of the way through the denoising steps where ε is compared: early, where the words decide the layout
+# (benchmarks/README.md#word-influence-mask-levels).
 DEFAULT_LEVELS = (0.0, 0.1, 0.2)
 
 

@@ -22,10 +22,7 @@ from .model import ToySnapshotError, load_toy
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "shipped"
 
-# relative path -> SHA-256 of the shipped snapshot's files (run 4, toy world 2: run 2's UNet, fine-tuned with a fresh
-# text encoder to v-prediction at zero terminal SNR for 2,042 steps on toy world 1, then 2,350 steps on toy world 2
-# (run 3), then 2,376 more with the learning rate annealed; EMA weights in bf16; logs and evaluations are in
-# benchmarks/results/toy_run4 and toy_run3).
+# relative path -> SHA-256 of the shipped snapshot's files (run 4: benchmarks/README.md#the-shipped-toy-models-lineage)
 SHIPPED_SHA256: dict[str, str] = {
     "model_index.json": "c3d98e17a567882465445f582224b52bfd70df6e6194e55e1d8e9b4754b705fa",
     "scheduler/scheduler_config.json": "aa2a351e3afe0602a88df87396091840cbfdc3684ff05915f126b9303f59697a",

@@ -76,9 +76,7 @@ def scheduler_config(prediction: str = "epsilon", zero_terminal_snr: bool = Fals
     return {**SCHEDULER_CONFIG, "prediction_type": prediction, "rescale_betas_zero_snr": bool(zero_terminal_snr)}
 
 
-# CFG scale written into exported snapshots. Measured on the shipped model (held-out eval, 25 DDIM steps,
-# benchmarks/results/toy_run4): 1.25 -> colour 100%, shape 100%, motion 97%; 1.5 -> 95% / 92.5% / 77% (run 3,
-# toy_run3: 1.5 -> 97% / 96% / 78.5%; 2 -> 50% / 56.5% / 31.5%); larger scales extrapolate into fragmented objects.
+# CFG scale written into exported snapshots (higher breaks objects): benchmarks/README.md#the-toy-models-default-cfg
 DEFAULT_GUIDANCE_SCALE = 1.25
 
 
