@@ -26,6 +26,7 @@ import numpy as np
 from common import write_json
 
 from ieadapt_jax import SiteRewiring, attend, mode_mix
+from ieadapt_jax.core import cudnn
 
 FULL_SHAPES = {
     "animatediff_spatial": dict(rows=2, per_row=16, N=4096, H=8, D=40),
@@ -150,9 +151,7 @@ def main(argv=None) -> int:
         "shapes": {},
     }
     if on_gpu:
-        from ieadapt_jax.core.attention import _cudnn_wide_values_supported
-
-        results["cudnn_entropy_single_pass"] = _cudnn_wide_values_supported(64, 128)
+        results["cudnn_entropy_single_pass"] = cudnn.wide_values_supported(64, 128)
         print(f"cuDNN entropy in a single pass (head dim 64, value head dim 128): "
               f"{results['cudnn_entropy_single_pass']}")
     for name, shape in shapes.items():

@@ -25,7 +25,7 @@ from flax import nnx
 
 from ..core.attention import attend
 
-_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+CLIP_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
     "gelu": lambda x: jax.nn.gelu(x, approximate=False),
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
@@ -50,8 +50,8 @@ class CLIPTextConfig:
     eos_token_id: int | tuple[int, ...] = 49407
 
     def __post_init__(self):
-        if self.hidden_act not in _ACTIVATIONS:
-            raise ValueError(f"unsupported CLIP hidden_act {self.hidden_act!r}; supported: {', '.join(_ACTIVATIONS)}")
+        if self.hidden_act not in CLIP_ACTIVATIONS:
+            raise ValueError(f"unsupported CLIP hidden_act {self.hidden_act!r}; supported: {', '.join(CLIP_ACTIVATIONS)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
@@ -133,7 +133,7 @@ class CLIPMLP(nnx.Module):
 
     def __init__(self, config: CLIPTextConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.activation = _ACTIVATIONS[config.hidden_act]
+        self.activation = CLIP_ACTIVATIONS[config.hidden_act]
         self.fc1 = nnx.Linear(config.hidden_size, config.intermediate_size, **kw)
         self.fc2 = nnx.Linear(config.intermediate_size, config.hidden_size, **kw)
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .clip_text import _ACTIVATIONS, CLIPEncoder, CLIPTextConfig, CLIPTextModel
+from .clip_text import CLIP_ACTIVATIONS, CLIPEncoder, CLIPTextConfig, CLIPTextModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +41,8 @@ class CLIPVisionConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self):
-        if self.hidden_act not in _ACTIVATIONS:
-            raise ValueError(f"unsupported CLIP hidden_act {self.hidden_act!r}; supported: {', '.join(_ACTIVATIONS)}")
+        if self.hidden_act not in CLIP_ACTIVATIONS:
+            raise ValueError(f"unsupported CLIP hidden_act {self.hidden_act!r}; supported: {', '.join(CLIP_ACTIVATIONS)}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
