@@ -49,7 +49,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from ..convert.common import ConversionError
+from ..convert import ConversionError
 from ..core.attention import BACKENDS
 from ..schedulers import add_noise, make_schedule
 from . import model as toy_model
