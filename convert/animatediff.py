@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models.layers import sinusoidal_positions
-from ..models.unet_motion import UNetMotionConfig, UNetMotionModel
+from ..models.unet_motion import UNetMotionModel
+from ..models.unet_motion_config import UNetMotionConfig
 from .cache import cached_load
 from .fill import fill_module
 from .readers import (

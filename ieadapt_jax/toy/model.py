@@ -42,13 +42,13 @@ from ..core.jsonfile import read_json_object
 from ..loading import AnimateDiffComponents
 from ..models.clip_text import CLIPTextConfig, CLIPTextModel
 from ..models.layers import sinusoidal_positions
-from ..models.unet_motion import (
+from ..models.unet_motion import UNetMotionModel
+from ..models.unet_motion_config import (
     CROSS_DOWN,
     CROSS_UP,
     PLAIN_DOWN,
     PLAIN_UP,
     UNetMotionConfig,
-    UNetMotionModel,
 )
 from ..models.vae import LatentDistribution
 from ..schedulers import load_scheduler_config
