@@ -7,7 +7,7 @@ Accepted layouts (all as written by diffusers ``save_pretrained``, safetensors o
 - a ``UNet2DConditionModel`` folder plus an original AnimateDiff motion-module file (``mm_sd_v15_v2.ckpt``,
   ``v3_sd15_mm.ckpt``, or the same keys in .safetensors).
 
-Loading is strict (convert/common.fill_module: every key used, every parameter filled, shapes checked)
+Loading is strict (convert/fill.fill_module: every key used, every parameter filled, shapes checked)
 and cached with orbax keyed by the sources' content hashes. The motion modules' sinusoidal
 ``pos_embed.pe`` buffers are not loaded: the model recomputes them (the values do not depend on the
 buffer length).
@@ -23,11 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models.layers import sinusoidal_positions
-from ..models.unet_motion import UNetMotionConfig, UNetMotionModel
-from .common import (
+from ..models.unet_motion import UNetMotionModel
+from ..models.unet_motion_config import UNetMotionConfig
+from .cache import cached_load
+from .fill import fill_module
+from .readers import (
     ConversionError,
-    cached_load,
-    fill_module,
     read_config,
     read_folder,
     read_state_dict_file,
@@ -70,7 +71,7 @@ def load_unet_motion(
         transformer layers per motion module, whether a mid-block motion module exists (v2: yes,
         v3: no) and the maximum frame count (``pos_encoder.pe``: 24 for v1, 32 later). The head count
         cannot be inferred from shapes; every released AnimateDiff SD1.5 module uses 8.
-      cache: reuse converted parameters from the orbax cache (``convert.common.cached_load``).
+      cache: reuse converted parameters from the orbax cache (``convert.cache.cached_load``).
       cache_dir: cache location (default ``$IEADAPT_JAX_CACHE`` or ``~/.cache/ieadapt_jax``).
 
     Raises:

@@ -6,7 +6,7 @@
 
 Every folder may hold one safetensors / .bin file or sharded safetensors with an index (the 5B
 transformer and the T5-XXL encoder ship sharded). Our parameter names are the checkpoints' module paths,
-so conversion is :func:`convert.common.fill_module` (every key used, every parameter filled, shapes and
+so conversion is :func:`convert.fill.fill_module` (every key used, every parameter filled, shapes and
 dtypes checked, errors naming the key and file), cached with orbax keyed by the files' contents. T5's
 token embedding is stored as ``shared.weight`` and, tied to it, possibly again as
 ``encoder.embed_tokens.weight``: both must then be equal, and one fills ``shared``.
@@ -26,11 +26,10 @@ from ..models.cogvideox_transformer import (
 )
 from ..models.cogvideox_vae import AutoencoderKLCogVideoX, AutoencoderKLCogVideoXConfig
 from ..models.t5 import T5Config, T5EncoderModel
-from .common import (
+from .cache import cached_load, load_folder
+from .fill import fill_module
+from .readers import (
     ConversionError,
-    cached_load,
-    fill_module,
-    load_folder,
     read_config,
     read_folder,
     read_model_config,
@@ -54,7 +53,7 @@ def load_cogvideox_transformer(path: str | os.PathLike, *, dtype=jnp.float32, ca
     Args:
       path: the ``transformer/`` folder (config.json + weights, sharded or not).
       dtype: parameter and compute dtype.
-      cache, cache_dir: the conversion cache (:func:`convert.common.cached_load`).
+      cache, cache_dir: the conversion cache (:func:`convert.cache.cached_load`).
 
     Raises:
       ConversionError: missing or malformed files, an unsupported config, or keys / shapes that do not fit.

@@ -6,7 +6,7 @@
     dino = load_vit(ViTModel, "weights/dino")                   # transformers ViTModel / Dinov2Model
 
 Each reads the folder's config.json into the port's frozen config (a bad value is a ConversionError naming the
-file), builds the module abstractly and fills it with :func:`~ieadapt_jax.convert.common.load_folder`: every
+file), builds the module abstractly and fills it with :func:`~ieadapt_jax.convert.cache.load_folder`: every
 key used, every parameter filled, every shape checked, and the result kept in the orbax conversion cache
 unless ``cache`` is False. The multi-part models have their own modules (:mod:`.animatediff`, :mod:`.cogvideox`).
 """
@@ -21,7 +21,8 @@ from ..models.clip_text import CLIPTextConfig, CLIPTextModel
 from ..models.clip_vision import CLIPConfig, CLIPModel
 from ..models.dino import ViTConfig
 from ..models.vae import AutoencoderKL, AutoencoderKLConfig
-from .common import load_folder, read_model_config
+from .cache import load_folder
+from .readers import read_model_config
 
 _CLIP_TEXT_PREFIX = "text_model."
 

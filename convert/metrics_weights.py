@@ -10,7 +10,7 @@
 - LAION aesthetic head: the improved-aesthetic-predictor MLP or the original linear head.
 
 State-dict files are ``.safetensors`` or PyTorch pickles (``.pth`` / ``.pt`` / ``.ckpt`` / ``.bin``),
-the latter read with ``torch.load(weights_only=True)`` (:func:`convert.common.read_state_dict_file`,
+the latter read with ``torch.load(weights_only=True)`` (:func:`convert.readers.read_state_dict_file`,
 which says so when torch is missing). Every load is strict: every tensor used, every parameter filled,
 shapes checked, errors naming the key and file.
 """
@@ -27,8 +27,9 @@ from flax import nnx
 from ..models.aesthetic import AestheticHead
 from ..models.dino import Dinov2Model, ViTModel
 from ..models.lpips import LPIPS, NETS
-from .common import ConversionError, fill_module, read_config, read_state_dict_file
+from .fill import fill_module
 from .folders import load_clip_model, load_vit
+from .readers import ConversionError, read_config, read_state_dict_file
 
 DINO_MODEL_TYPES = {"vit": ViTModel, "dinov2": Dinov2Model}
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")

@@ -30,7 +30,7 @@ from pathlib import Path
 import jax.numpy as jnp
 
 from . import video_io
-from .convert.common import ConversionError
+from .convert import ConversionError
 from .core.attention import BACKENDS
 from .core.rewiring import RewiringError
 from .core.sites import SiteError

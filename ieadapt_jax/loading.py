@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 
+from .convert import ConversionError, read_config, read_model_config
 from .convert.animatediff import load_unet_motion
 from .convert.cogvideox import (
     load_cogvideox_transformer,
     load_cogvideox_vae,
     load_t5_encoder,
 )
-from .convert.common import ConversionError, read_config, read_model_config
 from .convert.folders import load_clip_text, load_vae, read_vae_config
 from .core.jsonfile import read_json_object
 from .models.cogvideox_vae import AutoencoderKLCogVideoXConfig
@@ -90,10 +90,10 @@ def load_animatediff(
       dtype: parameter and compute dtype of the UNet and text encoder (and of the VAE, see below).
       vae_dtype: the VAE's dtype; by default ``dtype``, except float32 when ``dtype`` is float16 and
         the VAE config sets ``force_upcast`` (as diffusers does: the SD VAE overflows in float16).
-      cache, cache_dir: the conversion cache (:func:`convert.common.cached_load`).
+      cache, cache_dir: the conversion cache (:func:`convert.cache.cached_load`).
 
     Raises:
-      convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
+      convert.ConversionError: a missing or malformed snapshot, component or weight file.
     """
 
     root = Path(path).expanduser()
@@ -202,10 +202,10 @@ def load_cogvideox(
       dtype: parameter and compute dtype of the transformer and the T5 encoder (and of the VAE, see below).
       vae_dtype: the VAE's dtype; by default ``dtype``, except float32 when ``dtype`` is float16 and the VAE
         config sets ``force_upcast``.
-      cache, cache_dir: the conversion cache (:func:`convert.common.cached_load`).
+      cache, cache_dir: the conversion cache (:func:`convert.cache.cached_load`).
 
     Raises:
-      convert.common.ConversionError: a missing or malformed snapshot, component or weight file.
+      convert.ConversionError: a missing or malformed snapshot, component or weight file.
     """
 
     root = Path(path).expanduser()

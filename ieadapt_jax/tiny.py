@@ -16,7 +16,8 @@ from flax import nnx
 
 from .loading import AnimateDiffComponents
 from .models.clip_text import CLIPTextConfig, CLIPTextModel
-from .models.unet_motion import UNetMotionConfig, UNetMotionModel
+from .models.unet_motion import UNetMotionModel
+from .models.unet_motion_config import UNetMotionConfig
 from .models.vae import AutoencoderKL, AutoencoderKLConfig
 
 # AnimateDiff's recommended DDIM (diffusers docs): linear betas 0.00085 -> 0.012, linspace spacing.

@@ -1,12 +1,14 @@
 """Flax NNX ports of the models ieadapt-jax studies; parameter paths mirror diffusers' module paths."""
 from .clip_text import CLIPTextConfig, CLIPTextModel
+from .cogvideox_tiling import Tiling
 from .cogvideox_transformer import (
     CogVideoXTransformer3DModel,
     CogVideoXTransformerConfig,
 )
-from .cogvideox_vae import AutoencoderKLCogVideoX, AutoencoderKLCogVideoXConfig, Tiling
+from .cogvideox_vae import AutoencoderKLCogVideoX, AutoencoderKLCogVideoXConfig
 from .t5 import T5Config, T5EncoderModel
-from .unet_motion import UNetMotionConfig, UNetMotionModel
+from .unet_motion import UNetMotionModel
+from .unet_motion_config import UNetMotionConfig
 from .vae import AutoencoderKL, AutoencoderKLConfig
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Parameter paths are transformers' in-memory module paths (``embeddings.token_embedding``,
 ``encoder.layers.{i}.self_attn.{q,k,v,out}_proj``, ``layer_norm{1,2}``, ``mlp.fc{1,2}``,
-``final_layer_norm``), so :func:`convert.common.fill_module` loads a ``save_pretrained`` folder by
+``final_layer_norm``), so :func:`convert.fill.fill_module` loads a ``save_pretrained`` folder by
 name; the ``text_model.`` prefix that checkpoints on disk carry is accepted too.
 
     encoder = CLIPTextModel.from_pretrained("snapshot/text_encoder")

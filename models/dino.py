@@ -6,7 +6,7 @@ Parameter paths are the checkpoint keys that transformers reads and writes
 ``encoder.layer.{i}.attention.attention.{query,key,value}``, ``encoder.layer.{i}.attention.output.dense``,
 ViT: ``.intermediate.dense``, ``.output.dense``, ``.layernorm_before``, ``.layernorm_after``;
 DINOv2: ``.norm1``, ``.norm2``, ``.mlp.fc1``, ``.mlp.fc2``, ``.layer_scale{1,2}.lambda1``; ``layernorm``),
-so :func:`convert.common.fill_module` loads a ``save_pretrained`` folder by name. Not loaded: ViT's
+so :func:`convert.fill.fill_module` loads a ``save_pretrained`` folder by name. Not loaded: ViT's
 pooler (dense + tanh, unused by DINO features) and DINOv2's mask token (pre-training only).
 
     dino = ViTModel.from_pretrained("weights/dino")           # facebook/dino-vitb16

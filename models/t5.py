@@ -3,7 +3,7 @@
 Parameter paths are transformers' module paths (``shared``, ``encoder.block.{i}.layer.0.SelfAttention.{q,k,v,o}``,
 ``encoder.block.0.layer.0.SelfAttention.relative_attention_bias``, ``encoder.block.{i}.layer.{0,1}.layer_norm``,
 ``encoder.block.{i}.layer.1.DenseReluDense.{wi_0,wi_1,wo}`` (gated) or ``{wi,wo}``, ``encoder.final_layer_norm``),
-so :func:`convert.common.fill_module` loads a ``save_pretrained`` folder by name.
+so :func:`convert.fill.fill_module` loads a ``save_pretrained`` folder by name.
 
     encoder = T5EncoderModel.from_pretrained("snapshot/text_encoder")
     states = encoder(input_ids)                 # input_ids [B, L] int32 -> [B, L, d_model]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.convert.metrics_weights import load_aesthetic, load_clip
 from metric_models import random_videos, save_tiny_clip
 from safetensors.torch import save_file

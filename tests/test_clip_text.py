@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 from flax import nnx
-from ieadapt_jax.convert.common import ConversionError, read_model_config
+from ieadapt_jax.convert import ConversionError, read_model_config
 from ieadapt_jax.convert.folders import load_clip_text
 from ieadapt_jax.models.clip_text import CLIPTextConfig
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import transformers
 from flax import nnx
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.convert.folders import load_clip_model
 from ieadapt_jax.models.clip_vision import CLIPConfig, CLIPModel
 from metric_models import random_videos, save_tiny_clip

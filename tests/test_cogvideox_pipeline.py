@@ -15,7 +15,7 @@ import pytest
 import torch
 import transformers
 from diffusers.schedulers import scheduling_dpm_cogvideox
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.models import (
     AutoencoderKLCogVideoX,
     CogVideoXTransformer3DModel,

@@ -19,7 +19,7 @@ from diffusers.pipelines.cogvideo.pipeline_cogvideox import (
     get_resize_crop_region_for_grid,
 )
 from ieadapt_jax.convert.cogvideox import load_cogvideox_transformer
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.models import CogVideoXTransformer3DModel, CogVideoXTransformerConfig
 from ieadapt_jax.models.cogvideox_transformer import ConfigError
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from flax import nnx
 from ieadapt_jax.convert.cogvideox import load_cogvideox_vae
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.models import AutoencoderKLCogVideoXConfig, Tiling
 
 ATOL = 1e-4

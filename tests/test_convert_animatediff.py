@@ -20,7 +20,7 @@ from ieadapt_jax.convert.animatediff import (  # noqa: E402
     load_unet_motion,
     to_original_motion_keys,
 )
-from ieadapt_jax.convert.common import ConversionError  # noqa: E402
+from ieadapt_jax.convert import ConversionError  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
 from test_unet_motion import build_fixture  # noqa: E402
 

@@ -1,15 +1,15 @@
-"""convert.common: folder and file reading, the strict converter, and the conversion cache."""
+"""convert.readers, convert.fill, convert.cache: folder and file reading, the strict converter, and the conversion cache."""
 import json
 import os
 
-import ieadapt_jax.convert.common as common
+import ieadapt_jax.convert.cache as convert_cache
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
 import torch
 from flax import nnx
-from ieadapt_jax.convert.common import (
+from ieadapt_jax.convert import (
     ConversionError,
     cached_load,
     fill_module,
@@ -242,7 +242,7 @@ def test_cache_hit_skips_conversion(tmp_path, monkeypatch):
     assert len(calls) == 1
     a, b = _params(first), _params(second)
     assert all(np.array_equal(a[k], b[k]) for k in a)
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [common.cache_key(first, files)]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [convert_cache.cache_key(first, files)]
 
     # another dtype or changed bytes (same size, same path) are different entries
     assert cached_load(Tiny(jnp.bfloat16, rngs=nnx.Rngs(0)), files, convert) is False
@@ -263,13 +263,13 @@ def test_cache_survives_a_crash_mid_write(tmp_path, monkeypatch):
         raise KeyboardInterrupt("killed while the entry was being moved into place")
 
     with monkeypatch.context() as m:
-        m.setattr(common.os, "rename", killed)
+        m.setattr(convert_cache.os, "rename", killed)
         with pytest.raises(KeyboardInterrupt):
             cached_load(Tiny(rngs=nnx.Rngs(0)), files, convert, cache_dir=cache)
     assert list(cache.iterdir()) == []  # no partial entry, no temporary folder
 
     # a writer killed hard leaves only a temporary folder, which is never read as an entry
-    key = common.cache_key(Tiny(rngs=nnx.Rngs(0)), files)
+    key = convert_cache.cache_key(Tiny(rngs=nnx.Rngs(0)), files)
     (cache / f".tmp-{key}-crashed" / "state").mkdir(parents=True)
     (cache / key).mkdir()  # and an entry folder without meta.json is not an entry
     assert cached_load(Tiny(rngs=nnx.Rngs(0)), files, convert, cache_dir=cache) is False

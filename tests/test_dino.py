@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 from flax import nnx
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.convert.folders import load_vit
 from ieadapt_jax.convert.metrics_weights import load_dino
 from ieadapt_jax.models.dino import Dinov2Model, ViTModel

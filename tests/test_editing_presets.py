@@ -1,7 +1,7 @@
 """Editing presets: each method rewires exactly the sites and tensors it should; rows, weights, windows, P2P alignment."""
 import numpy as np
 import pytest
-from ieadapt_jax.models.unet_motion import UNetMotionConfig, UNetMotionModel
+from ieadapt_jax.models import UNetMotionConfig, UNetMotionModel
 
 from ieadapt_jax.editing import (
     METHODS,

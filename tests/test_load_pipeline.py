@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.models.clip_text import CLIPTextModel
 from ieadapt_jax.models.unet_motion import UNetMotionModel
 from ieadapt_jax.models.vae import AutoencoderKL

@@ -16,6 +16,7 @@ from metric_models import random_videos, save_tiny_clip, save_tiny_dino
 from reference_packages import reference_modules
 
 from ieadapt_jax import scoring
+from ieadapt_jax.cli import score
 from ieadapt_jax.sweep.weighted_metrics import register_sweep_metrics
 
 ATOL = 1e-4
@@ -268,7 +269,7 @@ def test_command_line(folder, tmp_path, capsys, monkeypatch):
     refs = [_frame_folder(tmp_path / f"r{i}", v) for i, v in enumerate(references)]
     argv = ["--metrics-weights", str(folder["root"]), "--video", *paths, "--reference", *refs,
             "--prompt", "a cat", "--reference-prompt", "a dog", "a cat!", "--batch-size", "4", "--json", str(tmp_path / "s.json")]
-    assert scoring.main(argv) == 0
+    assert score.main(argv) == 0
     out = capsys.readouterr()
     assert "lpips_vgg skipped" in out.err
     table = json.loads((tmp_path / "s.json").read_text())
@@ -278,7 +279,7 @@ def test_command_line(folder, tmp_path, capsys, monkeypatch):
     for name, values in direct.items():
         np.testing.assert_allclose([table[p][name] for p in paths], values, atol=1e-6)
     assert f"{paths[0]}\tclip_score\t" in out.out
-    assert scoring.main(["--metrics-weights", str(tmp_path / "none"), "--video", paths[0]]) == 2
+    assert score.main(["--metrics-weights", str(tmp_path / "none"), "--video", paths[0]]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert scoring.main(["--metrics-weights", str(folder["root"]), "--video", *paths, "--reference", refs[0]]) == 2
+    assert score.main(["--metrics-weights", str(folder["root"]), "--video", *paths, "--reference", refs[0]]) == 2
     assert "--reference takes one value per --video (2), got 1" in capsys.readouterr().err

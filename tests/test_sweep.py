@@ -50,7 +50,7 @@ def test_cli_sweep_writes_results_tables_plots_and_summary(swept):
     perturbed = res[res["mode"] != "A"]
     assert (perturbed["ssim"] < 1.0).all() and np.isfinite(perturbed["psnr"]).all()  # every perturbation changes the video
     single = perturbed[perturbed["target_type"] == "site"]
-    assert set(single["kind"]) == {"spatial_self"} and sorted(single["layer"].unique()) == [1, 2, 3, 4]
+    assert set(single["kind"]) == {"spatial_self"} and sorted(single["layer"].unique()) == [0, 1, 2, 3]
     assert single["baseline_entropy"].between(0.0, 1.0).all()
 
     # entropy:top:50:temporal perturbs the temporal sites of highest entropy in that prompt's own baseline.

@@ -7,7 +7,7 @@ import pytest
 import torch
 import transformers
 from ieadapt_jax.convert.cogvideox import load_t5_encoder
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.models.t5 import T5Config, relative_position_buckets
 from safetensors.numpy import load_file, save_file
 from transformers.models.t5.modeling_t5 import T5Attention

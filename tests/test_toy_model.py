@@ -12,6 +12,7 @@ from flax import nnx
 from ieadapt_jax import text_to_video
 from ieadapt_jax.toy import model as toy_model
 from ieadapt_jax.toy import train as toy_train
+from ieadapt_jax.toy import training_data
 from ieadapt_jax.toy import world
 from ieadapt_jax.toy.__main__ import main
 
@@ -38,7 +39,7 @@ def run(tmp_path_factory):
 
 def test_caption_ids_on_device_equal_the_host_tokenizer():
     attrs = world.train_attributes(jax.random.key(3), 64, two_object_fraction=0.5)
-    ids = jax.jit(toy_train.caption_ids)(attrs)
+    ids = jax.jit(training_data.caption_ids)(attrs)
     np.testing.assert_array_equal(ids, world.encode(world.caption(attrs)))
 
 
@@ -105,11 +106,11 @@ def test_v_prediction_target_and_zero_terminal_snr_schedule():
     assert float(sd.alphas_cumprod[999]) > 0.004  # SD's own schedule leaves signal at t = 999
     x0, eps = jax.random.normal(jax.random.key(0), (2, 3, 2, 4, 4, 3))
     t = jnp.array([0, 500, 999])
-    v = toy_train.training_target("v_prediction", schedule, x0, eps, t)
+    v = training_data.training_target("v_prediction", schedule, x0, eps, t)
     a = schedule.alphas_cumprod[t].reshape(3, 1, 1, 1, 1)
     np.testing.assert_allclose(v, jnp.sqrt(a) * eps - jnp.sqrt(1 - a) * x0, rtol=1e-6)
     np.testing.assert_allclose(v[2], -x0[2], rtol=1e-6)
-    np.testing.assert_array_equal(toy_train.training_target("epsilon", schedule, x0, eps, t), eps)
+    np.testing.assert_array_equal(training_data.training_target("epsilon", schedule, x0, eps, t), eps)
     with pytest.raises(toy_train.TrainError, match="v_prediction"):
         dataclasses.replace(TINY, prediction="epsilon")
     with pytest.raises(toy_train.TrainError, match="already is the v loss"):
@@ -130,8 +131,8 @@ def test_a_v_prediction_zero_snr_run_exports_its_scheduler_and_samples(run):
 
 def test_pyramid_noise_has_unit_variance_and_low_frequency_power():
     shape = (8, 4, 32, 32, 3)
-    white = toy_train.training_noise("white", jax.random.key(1), shape)
-    pyramid = toy_train.training_noise("pyramid", jax.random.key(1), shape)
+    white = training_data.training_noise("white", jax.random.key(1), shape)
+    pyramid = training_data.training_noise("pyramid", jax.random.key(1), shape)
     assert float(jnp.std(pyramid)) == pytest.approx(1.0, abs=0.02)
     assert float(jnp.std(white)) == pytest.approx(1.0, abs=0.02)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from flax import nnx
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.convert.folders import load_vae, read_vae_config
 from ieadapt_jax.models.vae import AutoencoderKLConfig
 

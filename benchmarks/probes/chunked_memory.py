@@ -23,7 +23,7 @@ for record in (False, True):
     print(f"chunked fp32 record={record}: temp {ma.temp_size_in_bytes / 2**30:.2f} GiB", flush=True)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from ieadapt_jax.models.unet_motion import UNetMotionConfig, UNetMotionModel  # noqa: E402
+from ieadapt_jax.models import UNetMotionConfig, UNetMotionModel  # noqa: E402
 from unet_gpu import ADAPTER_V153, SD15_UNET  # noqa: E402
 
 from ieadapt_jax.core import make_forward

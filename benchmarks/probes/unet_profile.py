@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from common import median_seconds, write_json  # noqa: E402
-from ieadapt_jax.models.unet_motion import UNetMotionConfig, UNetMotionModel  # noqa: E402
+from ieadapt_jax.models import UNetMotionConfig, UNetMotionModel  # noqa: E402
 from unet_gpu import FULL, TINY  # noqa: E402
 
 from ieadapt_jax.core import make_forward

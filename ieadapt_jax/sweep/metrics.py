@@ -19,7 +19,7 @@ exists; a missing weight path skips the metric with a message, it is never estim
 The paper's weight-based metrics are such plug-ins already: given ``--metrics-weights DIR`` (the folder layout
 of :mod:`ieadapt_jax.scoring`), the sweep registers ``clip_score``, ``aesthetic_score`` and
 ``subject_consistency`` (a video alone, so with ``_shift`` columns) and ``lpips`` / ``lpips_vgg`` (against the
-baseline) for the weights the folder holds (:func:`ieadapt_jax.scoring.register_sweep_metrics`).
+baseline) for the weights the folder holds (:func:`ieadapt_jax.sweep.weighted_metrics.register_sweep_metrics`).
 
 Built-in, weight-free (``video``/``baseline`` float32 [F, H, W, 3] in [0, 1]):
 
@@ -50,12 +50,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..scoring import MetricError
 from ..toy import metrics as toy
 from ..toy import world
-
-
-class MetricError(ValueError):
-    """An unknown metric name, a malformed metric, or a plug-in module that cannot be imported."""
 
 
 @dataclasses.dataclass(frozen=True)

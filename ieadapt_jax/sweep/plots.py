@@ -1,7 +1,8 @@
 """The figures of a sweep report (matplotlib, written as PNG; the video grid also as an animated GIF).
 
 Each function takes the tables of :func:`ieadapt_jax.sweep.report.tables` and writes one figure, or nothing
-when the sweep lacks what it shows (e.g. no α modes: no α figure). :func:`write_all` writes them all.
+when the sweep lacks what it shows (e.g. no α modes: no α figure). :func:`write_all` writes them all. Layers
+are the tables' ``layer``: the API's 0-based index of a site within its kind.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def site_shifts(results, manifest: dict, path: Path) -> Path | None:
             ax.set_xticks(layers)
             ax.tick_params(labelsize=7)
         axes[0, col].set_title(f"{KIND_LABELS.get(kind, kind)} layers")
-        axes[-1, col].set_xlabel("layer (forward order within its kind)")
+        axes[-1, col].set_xlabel("layer (0-based, forward order within its kind)")
     handles, labels = axes[-1, 0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="upper right", title="A replaced by")
@@ -129,7 +130,7 @@ def entropy_energy(records, path: Path) -> Path | None:
         axes[2, col].bar(x, part["entropy"] * 100.0, color="tab:gray")
         axes[2, col].axhline(median, color="red", lw=1, label=f"median of all sites ({median:.1f}%)")
         axes[2, col].set_ylabel("entropy (%)")
-        axes[2, col].set_xlabel("layer")
+        axes[2, col].set_xlabel("layer (0-based within its kind)")
         axes[2, col].legend(fontsize=7)
         for row in range(3):
             axes[row, col].set_xticks(x)
@@ -161,7 +162,7 @@ def box_plots(results, manifest: dict, path: Path) -> Path | None:
             if col == 0:
                 ax.set_ylabel(column, fontsize=7)
         axes[0, col].set_title(f"{KIND_LABELS.get(kind, kind)} layers, A -> {mode}", fontsize=8)
-        axes[-1, col].set_xlabel("layer")
+        axes[-1, col].set_xlabel("layer (0-based within its kind)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -170,8 +171,8 @@ def box_plots(results, manifest: dict, path: Path) -> Path | None:
 
 def video_grid(out: str | os.PathLike, results, png: Path, gif: Path) -> list[Path]:
     """Figure 1: the kept videos of the first prompt and seed: per kind and mode, rows of the baseline and up to
-    :data:`GRID_LAYERS` single-site perturbations (labelled mode, kind letter and layer: "I T3" is A -> I at
-    temporal layer 3); the middle frame as PNG, all frames as GIF."""
+    :data:`GRID_LAYERS` single-site perturbations (labelled mode, kind letter and 0-based layer within the kind:
+    "I T3" is A -> I at temporal layer 3, the fourth temporal site); the middle frame as PNG, all frames as GIF."""
     kept = results[results["video"] != ""]
     if not len(kept):
         return []

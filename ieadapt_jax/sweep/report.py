@@ -6,10 +6,12 @@
 
 - ``results``: key, prompt (index and text), seed, target, target_type (baseline / site / kind / block /
   entropy / regex), mode, alpha (1 for I, 0 for U, NaN for the baseline), the perturbed site (single-site
-  targets: name, kind, layer = 1-based index within its kind) and its baseline entropy, every metric column,
-  and ``<column>_shift`` = value − the baseline's value for metrics of a video alone.
-- ``records``: entropy, energy E(AV), E(IV), E(UV) and energy proportion of every recorded site of every
-  configuration, mean over steps (conditional row).
+  targets: name, kind, layer = its 0-based index within its kind, the API's ``kind_index``; -1 for baselines
+  and targets of several sites) and its baseline entropy, every metric column, and ``<column>_shift`` = value −
+  the baseline's value for metrics of a video alone.
+- ``records``: entropy, energy E(AV), E(IV), E(UV) and energy proportion of every recorded site (name, kind,
+  0-based layer within its kind, position among the recorded sites) of every configuration, mean over steps
+  (conditional row).
 - ``records_by_step``: the same per denoising step, for the baselines.
 
 **Plots** (:mod:`.plots`): per-site metric shifts under each mode, spatial and temporal (the paper's Figures 2
@@ -70,7 +72,7 @@ def tables(out: str | os.PathLike) -> dict:
             "prompt": definition["prompts"][r["prompt_index"]], "seed": r["seed"], "target": r["target"],
             "target_type": r["target"].split(":")[0], "mode": r["mode"], "alpha": _alpha(r["mode"]),
             "n_sites": len(r["sites"]), "site": single or "",
-            "kind": sites[single]["kind"] if single else "", "layer": sites[single]["kind_index"] + 1 if single else 0,
+            "kind": sites[single]["kind"] if single else "", "layer": sites[single]["kind_index"] if single else -1,
             "baseline_entropy": np.nan if base_entropy is None else base_entropy,
             **{c: r["metrics"].get(c, np.nan) for c in metric_columns},
         }
@@ -81,7 +83,7 @@ def tables(out: str | os.PathLike) -> dict:
         ident = {"key": r["key"], "index": r["index"], "prompt_index": r["prompt_index"], "seed": r["seed"],
                  "target": r["target"], "mode": r["mode"]}
         for j, name in enumerate(recorded if "records" in r else []):
-            site = {"site": name, "kind": sites[name]["kind"], "layer": sites[name]["kind_index"] + 1, "position": j}
+            site = {"site": name, "kind": sites[name]["kind"], "layer": sites[name]["kind_index"], "position": j}
             records_rows.append({**ident, **site, **{f: r["records"][f][j] for f in RECORD_FIELDS}})
             for step in range(len(r.get("records_by_step", {}).get("entropy", []))):
                 by_step_rows.append({**ident, "step": step, **site,
@@ -142,7 +144,9 @@ def summary_markdown(manifest: dict, frames: dict, figures: dict[str, Path], fol
         "Tables: " + ", ".join(f"[{n}]({n}.csv) ([parquet]({n}.parquet))" for n in frames) + ".",
         "",
         "Metrics: " + "; ".join(f"`{n}` — {m['description']}" for n, m in manifest["metrics"].items()) + ".",
-        "Columns ending in `_shift` are the value minus the baseline's (same prompt and seed).",
+        "Columns ending in `_shift` are the value minus the baseline's (same prompt and seed). Layers are numbered "
+        "from 0 in forward order within their kind, as the API's per-kind index "
+        "(`SiteTable.select(kind=..., index=[i])`).",
         "",
     ]
     if figures:

@@ -15,15 +15,14 @@ from ..core.jit import merge, split
 from ..scoring import (
     METRICS,
     MetricWeights,
-    clip_pixels,
+    clip_frame_features,
     clip_score_from,
     clip_text_embeddings,
-    dino_pixels,
+    dino_frame_features,
     full_precision,
     load_metric_weights,
     lpips_pixels,
     subject_consistency_from,
-    unit,
 )
 from .metrics import Metric as SweepMetric
 from .metrics import register_metric
@@ -60,7 +59,7 @@ def sweep_metrics(weights: MetricWeights) -> list:
             return {"clip": clip_state, "text": jnp.asarray(clip_text_embeddings(weights.clip, weights.tokenizer, prompts))}
 
         def clip_compute(state, video, baseline, prompt_index):
-            image = unit(merge_clip(state["clip"]).get_image_features(clip_pixels(_uint8(video))))  # [F, P]
+            image = clip_frame_features(merge_clip(state["clip"]), _uint8(video))  # [F, P]
             return {"clip_score": clip_score_from(image[None], state["text"][prompt_index][None])[0]}
 
         out.append(SweepMetric(
@@ -72,7 +71,7 @@ def sweep_metrics(weights: MetricWeights) -> list:
         merge_head, head_state = split_merge(weights.aesthetic)
 
         def aesthetic_compute(state, video, baseline, prompt_index):
-            image = unit(merge_clip(state["clip"]).get_image_features(clip_pixels(_uint8(video))))  # [F, P]
+            image = clip_frame_features(merge_clip(state["clip"]), _uint8(video))  # [F, P]
             return {"aesthetic_score": jnp.mean(merge_head(state["head"])(image))}
 
         out.append(SweepMetric(
@@ -84,8 +83,7 @@ def sweep_metrics(weights: MetricWeights) -> list:
         merge_dino, dino_state = split_merge(weights.dino)
 
         def dino_compute(state, video, baseline, prompt_index):
-            dino = merge_dino(state)
-            features = unit(dino(dino_pixels(_uint8(video)), pos_interpolation="dino").last_hidden_state[:, 0])
+            features = dino_frame_features(merge_dino(state), _uint8(video))  # [F, D]
             return {"subject_consistency": subject_consistency_from(features[None])[0]}
 
         out.append(SweepMetric(

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..convert.common import ConversionError
+from ..convert import ConversionError
 from ..core.attention import BACKENDS
 from .evaluate import evaluate
 from .model import ARCHS, PREDICTIONS, ToySnapshotError

@@ -17,7 +17,7 @@ is trained; the scheduler config is DDIM with x0 clipped to [-1, 1] (pixel space
 
 **Snapshot.** :func:`save_toy` writes a diffusers-style pipeline folder: ``model_index.json``; ``unet/``
 (UNetMotionModel config.json + safetensors in diffusers key names and layouts, written by
-:func:`torch_state_dict`, the inverse of :func:`convert.common.fill_module`'s rules); ``text_encoder/``
+:func:`torch_state_dict`, the inverse of :func:`convert.fill.fill_module`'s rules); ``text_encoder/``
 (transformers CLIPTextConfig config.json + safetensors, transformers 5 key names); ``scheduler/``; and
 ``toy.json`` (world version, vocabulary, training info). :func:`load_toy` reads it back with the loaders of
 real checkpoints (:func:`convert.animatediff.load_unet_motion`, :meth:`models.CLIPTextModel.from_pretrained`).
@@ -42,13 +42,13 @@ from ..core.jsonfile import read_json_object
 from ..loading import AnimateDiffComponents
 from ..models.clip_text import CLIPTextConfig, CLIPTextModel
 from ..models.layers import sinusoidal_positions
-from ..models.unet_motion import (
+from ..models.unet_motion import UNetMotionModel
+from ..models.unet_motion_config import (
     CROSS_DOWN,
     CROSS_UP,
     PLAIN_DOWN,
     PLAIN_UP,
     UNetMotionConfig,
-    UNetMotionModel,
 )
 from ..models.vae import LatentDistribution
 from ..schedulers import load_scheduler_config
@@ -224,7 +224,7 @@ class ToyTokenizer:
 def torch_state_dict(module: nnx.Module, dtype=None) -> dict[str, np.ndarray]:
     """The module's parameters under PyTorch (diffusers/transformers) names and layouts, as numpy arrays.
 
-    The inverse of :func:`convert.common.fill_module`'s rules: Linear kernel (in, out) -> weight (out, in);
+    The inverse of :func:`convert.fill.fill_module`'s rules: Linear kernel (in, out) -> weight (out, in);
     Conv kernel (*spatial, in, out) -> weight (out, in, *spatial); norm scale and Embed embedding -> weight;
     other parameters keep their name and layout. ``dtype`` casts every array (e.g. ``ml_dtypes.bfloat16``).
     """
@@ -360,7 +360,7 @@ def load_toy(path: str | os.PathLike, dtype=jnp.float32, *, cache: bool = True,
 
     Raises:
       ToySnapshotError: not a toy snapshot, or one of another toy world version.
-      convert.common.ConversionError: missing or malformed model folders.
+      convert.ConversionError: missing or malformed model folders.
     """
 
     root = Path(path)

@@ -1,0 +1,1 @@
+"""The command-line front door: one module per command."""
