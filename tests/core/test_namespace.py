@@ -10,7 +10,7 @@ import pytest
 FORWARD = """
 import jax, jax.numpy as jnp, numpy as np
 import ieadapt_jax as ia
-from ieadapt_jax.convert.common import ConversionError
+from ieadapt_jax.convert import ConversionError
 components = ia.tiny_animatediff()
 forward, state = ia.make_forward(components.unet, record="self")
 latents = jax.random.normal(jax.random.PRNGKey(0), (1, 2, 8, 8, 4))
