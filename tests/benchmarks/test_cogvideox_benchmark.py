@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cogvideox_gpu.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cogvideox_gpu.py"
 
 
 def test_tiny_benchmark_runs_with_parity_recording_and_sharding(tmp_path):

@@ -3,8 +3,8 @@
 
 The tiny snapshot (random weights): T5 (d_model 16, 2 blocks) over a 37-piece Unigram tokenizer, the
 transformer of test_cogvideox_transformer (RoPE, 2 layers, 8 text tokens), a 3-level causal VAE (factor 4
-in space and time). 9 frames of 32x32 pixels are 3 latent frames of 8x8. ``tiny_cogvideox_parts`` is
-importable for other tests (CLI smoke tests with ``--model cogvideox``).
+in space and time). 9 frames of 32x32 pixels are 3 latent frames of 8x8. The parts come from
+tests/support/tiny_diffusers.py, shared with the editing, readme and sweep tests.
 """
 import math
 
@@ -13,7 +13,6 @@ import jax
 import numpy as np
 import pytest
 import torch
-import transformers
 from diffusers.schedulers import scheduling_dpm_cogvideox
 from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.models import (
@@ -23,6 +22,7 @@ from ieadapt_jax.models import (
 )
 
 import ieadapt_jax as ia
+from support.tiny_diffusers import tiny_cogvideox_parts
 from ieadapt_jax.guidance import dynamic_cfg_scales, guidance_rows_over_steps
 
 FRAMES, SIZE, STEPS, OMEGA, TEXT = 9, 32, 3, 6.0, 8
@@ -30,41 +30,6 @@ LATENT = (3, 8, 8, 4)  # [f, h, w, C]
 # v-prediction latents here stay O(1); float32 round-off of the two stacks (and the VAE) differ by ~1e-6.
 LATENT_ATOL = 1e-4
 VIDEO_ATOL = 2 / 255  # ours is rounded to uint8; diffusers' "np" output is float in [0, 1]
-COGVIDEOX_5B_SCHEDULER = dict(
-    beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, prediction_type="v_prediction",
-    rescale_betas_zero_snr=True, set_alpha_to_one=True, snr_shift_scale=1.0, timestep_spacing="trailing", steps_offset=0,
-)
-
-
-def tiny_t5_tokenizer():
-    """A T5 (Unigram) tokenizer over a few words and the letters, built in memory."""
-    words = ["▁a", "▁cat", "▁dog", "▁runs", "▁on", "▁the", "▁grass"]
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(w, -1.0) for w in words]
-    pieces += [(c, -3.0) for c in "abcdefghijklmnopqrstuvwxyz"]
-    return transformers.T5Tokenizer(vocab=pieces, extra_ids=0)
-
-
-def tiny_cogvideox_parts(seed: int = 0) -> dict:
-    """The components of a tiny random-weight diffusers CogVideoXPipeline (keyword arguments of its constructor)."""
-    torch.manual_seed(seed)
-    tokenizer = tiny_t5_tokenizer()
-    text_encoder = transformers.T5EncoderModel(transformers.T5Config(
-        vocab_size=len(tokenizer), d_model=16, d_kv=4, num_heads=4, num_layers=2, d_ff=24, feed_forward_proj="gated-gelu",
-        relative_attention_num_buckets=8, relative_attention_max_distance=16)).eval()
-    transformer = diffusers.CogVideoXTransformer3DModel(
-        num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=8, text_embed_dim=16,
-        num_layers=2, sample_width=8, sample_height=8, sample_frames=9, patch_size=2, max_text_seq_length=TEXT,
-        use_rotary_positional_embeddings=True).eval()
-    vae = diffusers.AutoencoderKLCogVideoX(
-        block_out_channels=(8, 8, 8), down_block_types=("CogVideoXDownBlock3D",) * 3,
-        up_block_types=("CogVideoXUpBlock3D",) * 3, latent_channels=4, norm_num_groups=2, layers_per_block=1,
-        sample_height=48, sample_width=80).eval()  # default_tiling() (24x40 px tiles) is then seamless
-    for module in (transformer, vae, text_encoder):
-        with torch.no_grad():
-            for p in module.parameters():  # zero biases and unit norms would hide mistakes
-                p.add_(0.05 * torch.randn_like(p))
-    scheduler = diffusers.CogVideoXDDIMScheduler(**COGVIDEOX_5B_SCHEDULER)
-    return dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler)
 
 
 @pytest.fixture(scope="module")

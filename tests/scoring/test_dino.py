@@ -13,7 +13,7 @@ from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.convert.folders import load_vit
 from ieadapt_jax.convert.metrics_weights import load_dino
 from ieadapt_jax.models.dino import Dinov2Model, ViTModel
-from metric_models import save_tiny_dino
+from support.metric_models import save_tiny_dino
 
 ATOL = 1e-4
 

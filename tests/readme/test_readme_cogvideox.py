@@ -6,8 +6,8 @@ test_cogvideox_pipeline: the snapshot path, the video and latent sizes, the step
 """
 import diffusers
 import numpy as np
-from readme_examples import run_example
-from test_cogvideox_pipeline import tiny_cogvideox_parts
+from support.readme_examples import run_example
+from support.tiny_diffusers import tiny_cogvideox_parts
 
 from ieadapt_jax.video_io import write_video
 

@@ -4,7 +4,7 @@ Blocks that need real checkpoints are fenced as ```py instead; readme_examples.r
 tiny snapshots with substitutions (test_readme_loading.py, test_readme_cogvideox.py).
 """
 import pytest
-from readme_examples import DOC_FILES, ROOT, blocks
+from support.readme_examples import DOC_FILES, ROOT, blocks
 
 BLOCKS = [(path, index, code) for path in DOC_FILES for index, code in enumerate(blocks(path, "python"))]
 

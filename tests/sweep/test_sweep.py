@@ -163,7 +163,7 @@ def test_cli_help_teaches_the_feature_and_sites_lists_the_model(snapshot, capsys
 
 def test_cogvideox_sweep_baseline_is_its_text_to_video(tmp_path, monkeypatch, capsys):
     import diffusers
-    from test_cogvideox_pipeline import tiny_cogvideox_parts
+    from support.tiny_diffusers import tiny_cogvideox_parts
 
     import ieadapt_jax as ia
 

@@ -6,7 +6,7 @@ import diffusers
 import numpy as np
 import pytest
 from PIL import Image
-from test_load_pipeline import _components
+from support.tiny_diffusers import animatediff_parts
 
 from ieadapt_jax.edit import OUTPUTS, main
 from ieadapt_jax.toy.model import build_models, save_toy
@@ -91,7 +91,7 @@ def test_out_must_be_a_new_empty_or_earlier_output_folder(toy_snapshot, tmp_path
 def test_animatediff_real_video_with_a_mask(tmp_path, monkeypatch):
     """A tiny random SD snapshot + motion adapter: VAE encode, DDIM inversion, driven source, mask blending, PSNRs."""
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
-    parts = _components()
+    parts = animatediff_parts()
     parts["scheduler"] = diffusers.PNDMScheduler(beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1)  # SD1.5's
     diffusers.StableDiffusionPipeline(**{k: v for k, v in parts.items() if k != "motion_adapter"}, safety_checker=None,
                                       feature_extractor=None, requires_safety_checker=False).save_pretrained(

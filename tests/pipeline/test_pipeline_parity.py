@@ -3,7 +3,7 @@ import diffusers
 import numpy as np
 import pytest
 import torch
-from test_load_pipeline import _components
+from support.tiny_diffusers import animatediff_parts
 
 import ieadapt_jax as ia
 from ieadapt_jax.video_io import read_video, write_video
@@ -19,7 +19,7 @@ VIDEO_ATOL = 2 / 255  # ours is rounded to uint8; diffusers' "np" output is floa
 def setup(tmp_path_factory):
     """A saved tiny AnimateDiffPipeline, our loaded copy, and shared initial noise."""
     root = tmp_path_factory.mktemp("t2v")
-    parts = _components()
+    parts = animatediff_parts()
     pipe = diffusers.AnimateDiffPipeline(**parts)
     pipe.save_pretrained(root / "snapshot")
     ours = ia.load_animatediff(root / "snapshot", cache=False)

@@ -12,8 +12,8 @@ import pytest
 import torch
 import transformers
 from ieadapt_jax.models.resize import resize_like_pil, resize_like_torch
-from metric_models import random_videos, save_tiny_clip, save_tiny_dino
-from reference_packages import reference_modules
+from support.metric_models import random_videos, save_tiny_clip, save_tiny_dino
+from support.reference_packages import reference_modules
 
 from ieadapt_jax import scoring
 from ieadapt_jax.cli import score

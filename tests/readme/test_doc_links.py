@@ -5,7 +5,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from readme_examples import DOC_FILES, ROOT
+from support.readme_examples import DOC_FILES, ROOT
 
 PAGES = DOC_FILES + [ROOT / "benchmarks" / "README.md"]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")

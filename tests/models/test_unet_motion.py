@@ -22,39 +22,9 @@ from ieadapt_jax.models import UNetMotionConfig, UNetMotionModel  # noqa: E402
 
 import ieadapt_jax  # noqa: E402
 from ieadapt_jax.core import make_forward
+from support.tiny_diffusers import build_fixture  # noqa: E402
 
 ATOL = 1e-4
-
-
-def _randomise(*modules) -> None:
-    """Perturb every parameter so zero-initialised biases and unit norms are exercised too."""
-    with torch.no_grad():
-        for module in modules:
-            for p in module.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-
-
-def build_fixture(name: str):
-    """(UNet2DConditionModel, MotionAdapter, sample shape [B, C, F, H, W], text shape [B, L, D])."""
-    torch.manual_seed(0)
-    if name == "tiny":
-        unet = diffusers.UNet2DConditionModel(
-            block_out_channels=(32, 32, 64, 64), down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, layers_per_block=2, norm_num_groups=8,
-            cross_attention_dim=32, attention_head_dim=2, sample_size=16)
-        adapter = diffusers.MotionAdapter(block_out_channels=(32, 32, 64, 64), motion_layers_per_block=2,
-                                          motion_num_attention_heads=2, motion_norm_num_groups=8, use_motion_mid_block=False)
-        shapes = (2, 4, 8, 16, 16), (2, 8, 32)
-    else:
-        unet = diffusers.UNet2DConditionModel(
-            block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1, norm_num_groups=8,
-            cross_attention_dim=16, attention_head_dim=2, sample_size=8)
-        adapter = diffusers.MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=2,
-                                          motion_norm_num_groups=8, use_motion_mid_block=True)
-        shapes = (2, 4, 4, 8, 8), (2, 8, 16)
-    _randomise(unet, adapter)
-    return unet.eval(), adapter.eval(), shapes
 
 
 class Fixture:

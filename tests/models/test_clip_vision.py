@@ -10,7 +10,7 @@ from flax import nnx
 from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.convert.folders import load_clip_model
 from ieadapt_jax.models.clip_vision import CLIPConfig, CLIPModel
-from metric_models import random_videos, save_tiny_clip
+from support.metric_models import random_videos, save_tiny_clip
 
 from ieadapt_jax.scoring import MetricError, clip_pixels
 

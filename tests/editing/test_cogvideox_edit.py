@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
-from test_cogvideox_pipeline import tiny_cogvideox_parts
+from support.tiny_diffusers import tiny_cogvideox_parts
 
 import ieadapt_jax as ia
 from ieadapt_jax.edit import OUTPUTS, main

@@ -5,7 +5,7 @@ from pathlib import Path
 from ieadapt_jax.editing.toy_scores import edit_kind
 from ieadapt_jax.toy import world
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import toy_edit  # noqa: E402
 
 

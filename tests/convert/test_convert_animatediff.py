@@ -22,7 +22,7 @@ from ieadapt_jax.convert.animatediff import (  # noqa: E402
 )
 from ieadapt_jax.convert import ConversionError  # noqa: E402
 from safetensors.numpy import load_file, save_file  # noqa: E402
-from test_unet_motion import build_fixture  # noqa: E402
+from support.tiny_diffusers import build_fixture  # noqa: E402
 
 from ieadapt_jax.core import make_forward
 

@@ -6,7 +6,7 @@ import torch
 import transformers
 from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.convert.metrics_weights import load_aesthetic, load_clip
-from metric_models import random_videos, save_tiny_clip
+from support.metric_models import random_videos, save_tiny_clip
 from safetensors.torch import save_file
 
 from ieadapt_jax.scoring import aesthetic_score

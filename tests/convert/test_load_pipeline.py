@@ -7,63 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-import transformers
 from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.models.clip_text import CLIPTextModel
 from ieadapt_jax.models.unet_motion import UNetMotionModel
 from ieadapt_jax.models.vae import AutoencoderKL
 
 import ieadapt_jax
-from ieadapt_jax.tiny import tiny_tokenizer
+from support.tiny_diffusers import animatediff_parts
 
 ATOL = 1e-4
-
-
-def _components():
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer()
-    text_encoder = transformers.CLIPTextModel(
-        transformers.CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-        )
-    ).eval()
-    unet = diffusers.UNet2DConditionModel(
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=2,
-    )
-    adapter = diffusers.MotionAdapter(
-        block_out_channels=(16, 32),
-        motion_layers_per_block=1,
-        motion_norm_num_groups=8,
-        motion_num_attention_heads=2,
-        use_motion_mid_block=True,
-        motion_max_seq_length=32,
-    )
-    vae = diffusers.AutoencoderKL(
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1,
-        norm_num_groups=4,
-        latent_channels=4,
-    ).eval()
-    scheduler = diffusers.DDIMScheduler(beta_schedule="linear", clip_sample=False, timestep_spacing="linspace", steps_offset=1)
-    return dict(unet=unet, motion_adapter=adapter, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +23,7 @@ def snapshot(tmp_path_factory):
     """A saved AnimateDiffPipeline (unet/ is a UNetMotionModel) and an SD-style one (UNet2DConditionModel
     in unet/, the adapter given separately)."""
     root = tmp_path_factory.mktemp("pipelines")
-    parts = _components()
+    parts = animatediff_parts()
     pipe = diffusers.AnimateDiffPipeline(**parts)
     pipe.save_pretrained(root / "animatediff")
     sd = diffusers.StableDiffusionPipeline(

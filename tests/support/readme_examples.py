@@ -3,7 +3,7 @@ snapshots, with substitutions."""
 import pathlib
 import re
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 # the pages whose code blocks the tests run: the README, then every page of docs/ in name order
 DOC_FILES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 

@@ -4,12 +4,12 @@ The example (a ```py block: it needs a real checkpoint) is run with three substi
 tiny model: the snapshot path, the latent size 64 -> 8, and the spatial layer index 15 -> 3.
 """
 import diffusers
-from readme_examples import run_example
-from test_load_pipeline import _components
+from support.readme_examples import run_example
+from support.tiny_diffusers import animatediff_parts
 
 
 def test_readme_loading_example_runs_on_a_tiny_snapshot(tmp_path, monkeypatch):
-    diffusers.AnimateDiffPipeline(**_components()).save_pretrained(tmp_path / "snapshot")
+    diffusers.AnimateDiffPipeline(**animatediff_parts()).save_pretrained(tmp_path / "snapshot")
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
     substitutions = {
         '"path/to/animatediff-snapshot"': repr(str(tmp_path / "snapshot")),

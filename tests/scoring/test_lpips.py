@@ -8,7 +8,7 @@ import torch
 from flax import nnx
 from ieadapt_jax.convert import ConversionError
 from ieadapt_jax.convert.metrics_weights import load_lpips
-from reference_packages import reference_modules
+from support.reference_packages import reference_modules
 
 from ieadapt_jax.scoring import lpips_distance
 
