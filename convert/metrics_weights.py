@@ -1,6 +1,6 @@
 """Loaders for the weights of the evaluation metrics, from local files only.
 
-- CLIP: a transformers ``CLIPModel`` folder (:meth:`models.clip_vision.CLIPModel.from_pretrained`),
+- CLIP: a transformers ``CLIPModel`` folder (:func:`convert.folders.load_clip_model`),
   plus its tokenizer when the folder has one.
 - DINO: a transformers ``ViTModel`` (``facebook/dino-vitb16``) or ``Dinov2Model`` folder, told apart
   by ``model_type`` in config.json.

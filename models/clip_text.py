@@ -5,7 +5,7 @@ Parameter paths are transformers' in-memory module paths (``embeddings.token_emb
 ``final_layer_norm``), so :func:`convert.fill.fill_module` loads a ``save_pretrained`` folder by
 name; the ``text_model.`` prefix that checkpoints on disk carry is accepted too.
 
-    encoder = CLIPTextModel.from_pretrained("snapshot/text_encoder")
+    encoder = load_clip_text("snapshot/text_encoder")   # ieadapt_jax.convert.folders
     out = encoder(input_ids)                 # input_ids [B, L] int32
     out.last_hidden_state                    # [B, L, D], after final_layer_norm
     out.pooler_output                        # [B, D], the EOS token's state

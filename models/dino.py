@@ -9,7 +9,7 @@ DINOv2: ``.norm1``, ``.norm2``, ``.mlp.fc1``, ``.mlp.fc2``, ``.layer_scale{1,2}.
 so :func:`convert.fill.fill_module` loads a ``save_pretrained`` folder by name. Not loaded: ViT's
 pooler (dense + tanh, unused by DINO features) and DINOv2's mask token (pre-training only).
 
-    dino = ViTModel.from_pretrained("weights/dino")           # facebook/dino-vitb16
+    dino = load_dino("weights/dino")     # ieadapt_jax.convert.metrics_weights; facebook/dino-vitb16
     out = dino(pixel_values, pos_interpolation="dino")         # pixel_values [N, H, W, 3], normalised
     features = out.last_hidden_state[:, 0]                     # [N, D]: DINO's image feature
 

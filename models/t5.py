@@ -5,7 +5,7 @@ Parameter paths are transformers' module paths (``shared``, ``encoder.block.{i}.
 ``encoder.block.{i}.layer.1.DenseReluDense.{wi_0,wi_1,wo}`` (gated) or ``{wi,wo}``, ``encoder.final_layer_norm``),
 so :func:`convert.fill.fill_module` loads a ``save_pretrained`` folder by name.
 
-    encoder = T5EncoderModel.from_pretrained("snapshot/text_encoder")
+    encoder = load_t5_encoder("snapshot/text_encoder")   # ieadapt_jax.convert.cogvideox
     states = encoder(input_ids)                 # input_ids [B, L] int32 -> [B, L, d_model]
 
 The facts that break parity if missed: attention logits are **not** scaled by 1/√d (scale 1.0); a

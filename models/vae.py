@@ -1,6 +1,6 @@
 """The Stable Diffusion VAE (diffusers ``AutoencoderKL``) in Flax NNX, channels-last.
 
-    vae = AutoencoderKL.from_pretrained("snapshot/vae")
+    vae = load_vae("snapshot/vae")            # ieadapt_jax.convert.folders.load_vae
     posterior = vae.encode(images)            # images [N, H, W, 3] in [-1, 1]
     posterior.mean, posterior.logvar          # [N, H/8, W/8, 4] each (SD1.5: 3 downsamplings)
     images = vae.decode(latents)              # [N, h, w, 4] -> [N, 8h, 8w, 3]

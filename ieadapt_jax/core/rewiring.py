@@ -11,7 +11,7 @@ The default (no-op) is q_from = k_from = v_from = b and mix = (1, 0, 0). Leading
 Changing any value never recompiles: only the shapes (sites, rows, leading axes) are static.
 
 Constructors here return new rewirings backed by numpy (host) arrays and check what they are given
-against the model's :class:`~ieadapt_jax.sites.SiteTable`.
+against the model's :class:`~ieadapt_jax.core.sites.SiteTable`.
 """
 from __future__ import annotations
 

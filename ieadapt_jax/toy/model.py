@@ -20,7 +20,7 @@ is trained; the scheduler config is DDIM with x0 clipped to [-1, 1] (pixel space
 :func:`torch_state_dict`, the inverse of :func:`convert.fill.fill_module`'s rules); ``text_encoder/``
 (transformers CLIPTextConfig config.json + safetensors, transformers 5 key names); ``scheduler/``; and
 ``toy.json`` (world version, vocabulary, training info). :func:`load_toy` reads it back with the loaders of
-real checkpoints (:func:`convert.animatediff.load_unet_motion`, :meth:`models.CLIPTextModel.from_pretrained`).
+real checkpoints (:func:`convert.animatediff.load_unet_motion`, :func:`convert.folders.load_clip_text`).
 """
 from __future__ import annotations
 
