@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.slow  # trains, or runs whole toy generations or scripts in subprocesses
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,6 +9,8 @@ from ieadapt_jax.editing.toy_scores import score_edit
 from ieadapt_jax.toy import default, world
 from ieadapt_jax.toy.model import DEFAULT_GUIDANCE_SCALE
 
+pytestmark = pytest.mark.slow  # trains, or runs whole toy generations or scripts in subprocesses
+
 SIZE = dict(num_frames=world.FRAMES, height=world.HEIGHT, width=world.WIDTH)
 RUN = dict(num_inference_steps=DEFAULT_STEPS, guidance_scale=DEFAULT_GUIDANCE_SCALE, progress=False)
 

@@ -8,6 +8,8 @@ from ieadapt_jax.toy import default, metrics, world
 from ieadapt_jax.toy.evaluate import generate
 from ieadapt_jax.toy.model import ToySnapshotError, read_toy_info
 
+pytestmark = pytest.mark.slow  # trains, or runs whole toy generations or scripts in subprocesses
+
 # Held-out (shape, colour, motion) combinations and training ones, on plain and two-tone backgrounds.
 CAPTIONS = [
     "a large red circle moving right on a white background",

@@ -16,6 +16,8 @@ from ieadapt_jax.toy import training_data
 from ieadapt_jax.toy import world
 from ieadapt_jax.toy.__main__ import main
 
+pytestmark = pytest.mark.slow  # trains, or runs whole toy generations or scripts in subprocesses
+
 # The shipped model's recipe (v-prediction at zero terminal SNR) on the tiny architecture.
 TINY = toy_train.TrainConfig(arch="tiny", steps=4, batch=1, precision="fp32", warmup=1, checkpoint_every=4,
                              log_every=1, prediction="v_prediction", zero_terminal_snr=True)
