@@ -60,8 +60,9 @@ SNAPSHOT_MODELS = {"animatediff": "a local diffusers AnimateDiff or SD1.5 snapsh
 DEFAULT_SIZES = {"toy": (16, 32, 32), "animatediff": (16, 512, 512), "cogvideox": (49, 480, 720)}
 # DDIM-inverted real toy videos need more CFG to be edited: benchmarks/README.md#real-video-guidance-of-the-toy-model
 REAL_VIDEO_GUIDANCE = 3.0
-OUTPUTS = ("source.mp4", "edited.mp4", "side_by_side.gif", "entropy.png", "report.json")
 REPORT = "report.json"
+MARKER = ".ieadapt-edit.json"  # lists the files an edit wrote; only such a folder is ever replaced
+OUTPUTS = ("source.mp4", "edited.mp4", "side_by_side.gif", "entropy.png", REPORT, MARKER)
 GIF_MIN_HEIGHT = 128
 
 
@@ -98,8 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                            "source's maps (ieadapt, kv, v)")
     edit.add_argument("--sites", nargs="+", default=None, metavar="SITE",
                       help="inject at these sites (names as in report.json) instead of the method's choice")
-    edit.add_argument("--window", nargs=2, type=int, default=None, metavar=("START", "STOP"),
-                      help="inject only at denoising steps START <= i < STOP (default: every step)")
+    edit.add_argument("--window", type=_window, default=None, metavar="START:STOP",
+                      help="inject only at denoising steps START <= i < STOP, 0-based (default: every step)")
     edit.add_argument("--profile", choices=("first", "run"), default="first",
                       help="entropy of the source at the first step, or averaged over its whole run")
     edit.add_argument("--steps", type=int, default=None, help=f"DDIM steps (default {DEFAULT_STEPS})")
@@ -129,7 +130,11 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--frame-stride", type=int, default=1, help="read every n-th frame of --video")
 
     output = parser.add_argument_group("output")
-    output.add_argument("--out", default="edit_output", help="output folder (default: edit_output)")
+    output.add_argument("--out", default="edit_output",
+                        help="output folder (default: edit_output); an existing one is replaced only when it holds "
+                             "an earlier edit's output and nothing else")
+    output.add_argument("--overwrite", action="store_true",
+                        help="replace --out even when it holds files an earlier edit did not write (they are deleted)")
     output.add_argument("--fps", type=float, default=8.0, help="frame rate of the written videos")
     output.add_argument("--metrics-weights", default=None, metavar="DIR",
                         help="folder of metric weights (layout: python -m ieadapt_jax.scoring --help): adds CLIP score, "
@@ -146,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_args(args)
         out = Path(args.out)
-        _check_out(out)
+        _check_out(out, overwrite=args.overwrite)
         components, defaults = _load(args)
         settings = _settings(args, defaults)
         report = _run(args, components, settings, out)
@@ -179,7 +184,7 @@ def _check_args(args) -> None:
     if args.guidance_scale is not None and not math.isfinite(args.guidance_scale):
         raise UsageError(f"--guidance-scale must be a finite number, got {args.guidance_scale}")
     if args.window is not None and not 0 <= args.window[0] < args.window[1]:
-        raise UsageError(f"--window START STOP needs 0 <= START < STOP, got {args.window[0]} {args.window[1]}")
+        raise UsageError(f"--window START:STOP needs 0 <= START < STOP, got {args.window[0]}:{args.window[1]}")
     if args.mask is not None and args.mask_words is not None:
         raise UsageError("give --mask or --mask-words, not both")
     if args.mask_words is not None and not args.mask_words.split():
@@ -198,19 +203,46 @@ def _check_args(args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} {path}: no such file or folder")
 
 
+def _window(text: str) -> tuple[int, int]:
+    """argparse type of ``--window START:STOP``."""
+    start, colon, stop = text.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return int(start), int(stop)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:STOP (two integers), got {text!r}") from None
+
+
 def _frames(args) -> int:
     """--frames, or the model's default."""
     return args.frames if args.frames is not None else DEFAULT_SIZES[args.model][0]
 
 
-def _check_out(out: Path) -> None:
-    """``out`` must be a missing or empty folder, or an earlier edit's output (which is replaced)."""
+def _check_out(out: Path, *, overwrite: bool = False) -> None:
+    """``out`` must be a missing or empty folder, or an earlier edit's output: a folder whose marker file
+    (:data:`MARKER`, written by this command) lists every file in it. Anything else is refused before computing,
+    so a folder holding files this command did not write is never replaced, unless ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; name a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / REPORT).is_file():
-        raise UsageError(f"--out {out} holds files that are not an earlier edit's output; name a new or empty folder")
+    if out.is_dir() and not overwrite and any(out.iterdir()):
+        foreign = _not_written_by_edit(out)
+        if foreign:
+            raise UsageError(f"--out {out} holds files that are not an earlier edit's output ({', '.join(foreign[:3])}"
+                             f"{', ...' if len(foreign) > 3 else ''}); it is left alone: name a new or empty folder, "
+                             "or add --overwrite to replace it")
     if not out.resolve().parent.is_dir():
         raise UsageError(f"--out {out}: its parent folder {out.resolve().parent} does not exist")
+
+
+def _not_written_by_edit(out: Path) -> list[str]:
+    """The paths in ``out`` (relative, sorted) that its marker does not list; every path when there is no marker."""
+    found = sorted(str(path.relative_to(out)) for path in out.rglob("*") if not path.is_dir())
+    try:
+        listed = set(json.loads((out / MARKER).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return found
+    return [name for name in found if name not in listed and name != MARKER]
 
 
 def _dtype(name: str):
@@ -253,6 +285,19 @@ def _run(args, components, settings: dict, out: Path) -> dict:
     """Edit, then write every output into a temporary folder that replaces ``out`` at the end."""
 
     start = time.perf_counter()
+    tmp = out.resolve().parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+    try:  # created before computing, so an unwritable --out fails at once
+        tmp.mkdir()
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write beside it ({e.strerror or e})") from e
+    try:
+        return _edit_into(args, components, settings, tmp, out, start)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _edit_into(args, components, settings: dict, tmp: Path, out: Path, start: float) -> dict:
+    """Read the inputs, edit, write every output into ``tmp`` and move it to ``out``."""
     video = mask = None
     if args.video is not None:
         video = video_io.read_video(Path(args.video).expanduser(), num_frames=_frames(args),
@@ -271,13 +316,8 @@ def _run(args, components, settings: dict, out: Path) -> dict:
         drive_source=not args.no_drive_source, backend=args.backend, progress=not args.quiet,
     )
     report = _report(args, components, result)
-    tmp = out.resolve().parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
-        _write_outputs(tmp, args, components.denoiser.site_table, result, report, start)
-        _replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _write_outputs(tmp, args, components.denoiser.site_table, result, report, start)
+    _replace(tmp, out)
     return report
 
 
@@ -344,6 +384,8 @@ def _write_outputs(folder: Path, args, table, result, report: dict, start: float
     plot_entropy(folder / "entropy.png", result, table)
     report["timings"]["cli_total"] = round(time.perf_counter() - start, 3)
     (folder / REPORT).write_text(json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
+    written = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if not path.is_dir())
+    (folder / MARKER).write_text(json.dumps({"command": "ieadapt_jax.edit", "files": written}) + "\n")
 
 
 def _replace(tmp: Path, out: Path) -> None:
