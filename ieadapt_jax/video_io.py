@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageSequence
 
+from .core.errors import IEAdaptError
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 GIF_EXTENSION = ".gif"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -49,7 +51,7 @@ _DECODE_ERRORS = (OSError, RuntimeError, ValueError, EOFError, SyntaxError)
 _FLOAT_SLACK = 0.01
 
 
-class VideoError(ValueError):
+class VideoError(IEAdaptError):
     """A video, image, mask or output path that cannot be used; the message names the path."""
 
 

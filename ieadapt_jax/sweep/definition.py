@@ -38,6 +38,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from ..core.errors import IEAdaptError
 from ..core.rewiring import Rewiring, RewiringError, mode_mix, noop, over_steps, perturb
 from ..core.sites import SiteError, SiteTable
 from ..guidance import guidance_rows
@@ -57,7 +58,7 @@ VBENCH_PROMPTS = "vbench_aesthetic_prompts.txt"
 TOY_PROMPT_KEY = 0  # jax.random.key of the toy captions ("toy:N")
 
 
-class SweepDefinitionError(ValueError):
+class SweepDefinitionError(IEAdaptError):
     """A sweep definition that cannot be built: unknown target or mode, empty selection, bad prompts file."""
 
 

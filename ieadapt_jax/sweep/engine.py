@@ -46,6 +46,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from ..core.errors import IEAdaptError
 from ..core.jit import merge, split
 from ..pipeline import decode_video, encode_prompts, latent_frames, latent_size
 from ..sampling import SamplingPlan, denoise, make_plan
@@ -73,7 +74,7 @@ THUMBNAIL_SIDE = 128
 RECORD_FIELDS = ("entropy", "energy", "energy_identity", "energy_uniform", "energy_ratio")
 
 
-class SweepRunError(ValueError):
+class SweepRunError(IEAdaptError):
     """Options of a sweep run that cannot work (bad chunk size, device count, model/definition mismatch)."""
 
 

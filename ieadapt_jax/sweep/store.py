@@ -20,6 +20,8 @@ from typing import Iterable
 
 import numpy as np
 
+from ..core.errors import IEAdaptError
+
 MANIFEST = "sweep.json"
 RESULTS = "results.jsonl"
 BASELINES = "baselines"
@@ -27,7 +29,7 @@ VIDEOS = "videos"
 FORMAT = "ieadapt-sweep-1"
 
 
-class SweepStoreError(ValueError):
+class SweepStoreError(IEAdaptError):
     """An output folder that holds another sweep, or a damaged results file."""
 
 

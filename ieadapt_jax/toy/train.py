@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from ..convert import ConversionError
 from ..core.attention import BACKENDS
+from ..core.errors import IEAdaptError
 from ..schedulers import add_noise, make_schedule
 from . import model as toy_model
 from .training_data import NOISES, training_batch, training_noise, training_target
@@ -63,7 +64,7 @@ PRECISIONS = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
 LOSS_WEIGHTINGS = ("eps", "v")
 
 
-class TrainError(ValueError):
+class TrainError(IEAdaptError):
     """A run folder or setting that training cannot use."""
 
 
