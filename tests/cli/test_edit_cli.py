@@ -9,6 +9,7 @@ from PIL import Image
 from support.tiny_diffusers import animatediff_parts
 
 from ieadapt_jax.edit import OUTPUTS, main
+from ieadapt_jax.outputs import MARKER
 from ieadapt_jax.toy.model import build_models, save_toy
 from ieadapt_jax.video_io import read_video, write_video
 
@@ -30,7 +31,7 @@ def leftovers(folder):
 def test_toy_edit_writes_every_output_and_the_report(toy_snapshot, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["--pretrained", str(toy_snapshot), "--out", str(out), *FAST, *SMALL]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*OUTPUTS, MARKER))  # the marker: this edit made out
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["method"] == "ieadapt" and report["config"]["ratio"] == 0.5
     chosen = report["chosen_sites"]
@@ -56,11 +57,11 @@ def test_toy_edit_writes_every_output_and_the_report(toy_snapshot, tmp_path, cap
     (["--method", "masactrl"], "invalid choice: 'masactrl'"),
     (["--model", "animatediff"], "needs --source and --target"),
     (["--video", "{tmp}/missing.mp4"], "missing.mp4: no such file"),
-    (["--window", "3", "1"], "0 <= START < STOP"),
+    (["--window", "3:1"], "must satisfy 0 <= start < stop"),
     (["--mask", "{tmp}/mask.png", "--mask-words", "red"], "not both"),
     (["--target", "a large purple circle moving right on a white background"], "unknown word 'purple'"),
     (["--method", "p2p", "--target", "a large blue circle bouncing on a white background"], "prompts must align"),
-    (["--window", "1", "9"], "must satisfy 0 <= start < stop <= 2"),
+    (["--window", "1:9"], "must satisfy 0 <= start < stop <= 2"),
     (["--sites", "mid_block.attn9"], "unknown site 'mid_block.attn9'"),
     (["--mask-words", "square"], "mask word 'square' is not in the source prompt"),
     (["--video", "{tmp}/notes.txt"], "notes.txt: unsupported"),
