@@ -1,9 +1,7 @@
 """``python -m ieadapt_jax.edit``: the edit command (:mod:`ieadapt_jax.cli.edit`)."""
-import sys
-
-from .cli.edit import OUTPUTS, main
+from .cli.edit import OUTPUTS, entry, main
 
 __all__ = ["OUTPUTS", "main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

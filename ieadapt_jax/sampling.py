@@ -194,14 +194,19 @@ def sample(
     with _progress_bar(num_steps, plan.progress):
         state = _start(unet, plan, schedule, latents, *inputs)
         done, steps = 0, 1 if span is None else span  # the first span (1 step) also compiles
-        while done < num_steps:
-            stop = min(num_steps, done + steps)
-            began = time.perf_counter()
-            state = _span(unet, plan, schedule, state, jnp.int32(done), jnp.int32(stop), *inputs)
-            jax.block_until_ready(state)  # a Ctrl-C arrives here, between spans
-            if span is None:
-                steps = max(1, int(SPAN_SECONDS * (stop - done) / max(time.perf_counter() - began, 1e-6)))
-            done = stop
+        try:
+            while done < num_steps:
+                stop = min(num_steps, done + steps)
+                began = time.perf_counter()
+                state = _span(unet, plan, schedule, state, jnp.int32(done), jnp.int32(stop), *inputs)
+                jax.block_until_ready(state)  # a Ctrl-C arrives here, between spans
+                if span is None:
+                    steps = max(1, int(SPAN_SECONDS * (stop - done) / max(time.perf_counter() - began, 1e-6)))
+                done = stop
+        except KeyboardInterrupt:
+            jax.block_until_ready(state)  # let the span in flight end (about SPAN_SECONDS) before unwinding
+            jax.effects_barrier()
+            raise
         if plan.progress:
             jax.effects_barrier()
     names = tuple(table[s].name for s in table.recording(plan.record))

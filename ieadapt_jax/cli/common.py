@@ -187,6 +187,18 @@ def run_command(main, argv=None) -> int:
         set_status(None)
 
 
+def exit_with(code: int) -> None:
+    """End the process with ``code`` (what ``python -m`` and the installed scripts do with a command's status).
+
+    After Ctrl-C (130) the process ends at once, without Python's shutdown, which would tear down the runtime
+    under a computation still in flight."""
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def quiet() -> None:
     """No status lines for the rest of this command."""
     set_status(None)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from .common import (
     ModelSpec,
     UsageError,
     add_model_options,
+    exit_with,
     load_components,
     model_kind,
     parse_window,
@@ -127,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the edit command; returns the exit code (0 done, 2 a user mistake reported on stderr, 130 Ctrl-C)."""
     return run_command(_main, argv)
+
+
+def entry() -> None:
+    """The installed ``ieadapt-edit`` script."""
+    exit_with(main())
 
 
 def _main(argv) -> int:
@@ -243,4 +248,4 @@ def _run(args, kind: str, settings: dict, video, mask, folder: Path) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
