@@ -317,9 +317,12 @@ def start_state(model, plan: SamplingPlan, schedule: Schedule, latents, row_text
     carry = initial_carry(schedule, latents)
     steps = schedule.num_steps
     record = jax.eval_shape(lambda: one(0, latents, carry)[2])
+    # 0, typed like the latents: inside shard_map (a sweep) the buffers must vary over the same mesh axes as what
+    # the steps write into them, which all derive from the latents; a plain constant would not
+    zero = jnp.where(True, 0.0, jnp.ravel(latents)[0])
     records = None if record is None else jax.tree_util.tree_map(
-        lambda r: jnp.zeros((steps,) + r.shape, r.dtype), record)  # [steps, recorded sites, R] each
-    trajectory = jnp.zeros((steps,) + latents.shape, jnp.float32) if plan.trajectory else None
+        lambda r: jnp.broadcast_to(zero.astype(r.dtype), (steps,) + r.shape), record)  # [steps, recorded sites, R]
+    trajectory = jnp.broadcast_to(zero, (steps,) + latents.shape) if plan.trajectory else None
     return LoopState(latents, carry, records, trajectory)
 
 
