@@ -9,8 +9,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # transformers' "PyTorch was not found" banner
-
 import jax
 import jax.numpy as jnp
 
@@ -18,6 +16,14 @@ from ..core.errors import IEAdaptError
 from ..core.jit import set_status
 from ..core.jsonfile import read_json_object
 from ..core.rewiring import check_window
+from ..loading import load_animatediff, load_cogvideox
+from ..tiny import tiny_animatediff
+from ..toy import load_default
+from ..toy.model import TOY_INFO, load_toy
+
+# transformers' "PyTorch was not found" banner is an advisory warning; transformers is first imported when a model's
+# tokenizer loads (ieadapt_jax/loading.py), after this line
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 MODEL_KINDS = ("toy", "tiny", "animatediff", "cogvideox")
@@ -73,10 +79,6 @@ def dtype(name: str):
 
 def model_kind(spec: ModelSpec) -> str:
     """The kind (toy, tiny, animatediff, cogvideox) ``spec`` loads, checked without loading anything."""
-    from ..toy.model import (
-        TOY_INFO,  # deferred: the toy package imports the model stack (seconds)
-    )
-
     if spec.model in MODEL_KINDS:
         if spec.model in SNAPSHOT_KINDS and spec.pretrained is None:
             raise UsageError(f"--model {spec.model} needs --pretrained DIR ({SNAPSHOT_KINDS[spec.model]})")
@@ -108,14 +110,6 @@ def model_kind(spec: ModelSpec) -> str:
 def load_components(spec: ModelSpec, dtype_name: str = "float32"):
     """The pipeline components ``spec`` names, in ``dtype_name`` (a --dtype value); the one way every command
     picks a model."""
-    from ..loading import (  # deferred: loaders import every model (seconds)
-        load_animatediff,
-        load_cogvideox,
-    )
-    from ..tiny import tiny_animatediff  # deferred: as above
-    from ..toy import load_default  # deferred: as above
-    from ..toy.model import load_toy  # deferred: as above
-
     kind, chosen = model_kind(spec), dtype(dtype_name)
     folder = spec.pretrained if spec.model in MODEL_KINDS else spec.model
     folder = None if folder is None else Path(folder).expanduser()
