@@ -103,7 +103,7 @@ def model_kind(spec: ModelSpec) -> str:
         else:
             kind = "animatediff"
     if spec.motion_adapter is not None and kind != "animatediff":
-        raise UsageError("--motion-adapter goes with an AnimateDiff (SD1.5) snapshot")
+        raise UsageError("--motion-adapter goes with --model animatediff (an SD1.5 snapshot)")
     return kind
 
 
