@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .core.errors import IEAdaptError
 from .core.jit import jit_method
 from .core.protocols import Denoiser
 from .core.rewiring import (
@@ -64,7 +65,7 @@ PRESETS: dict[str, tuple[Row, Row, Row | None, Row | None]] = {
 PRESET_ALIASES = {"pag": "A-I", "[A-I]": "A-I", "[U-A]": "U-A", "[U-I]": "U-I"}
 
 
-class GuidanceError(ValueError):
+class GuidanceError(IEAdaptError):
     """A guidance request that cannot be built (unknown preset, no sites, bad window, ...)."""
 
 
@@ -171,7 +172,7 @@ def register_sites(table: SiteTable, guidance: Guidance, entropy: np.ndarray | N
     return (table.argmax_entropy(entropy, kind=guidance.kind),)
 
 
-@jit_method(static_argnames=("kind", "backend"))
+@jit_method(static_argnames=("kind", "backend"), announce="the entropy-profiling forward")
 def _recording_forward(unet, sample, timesteps, text, *, kind, backend):
     _, rec = unet(sample, timesteps, text, record=kind, backend=backend)
     return rec

@@ -39,12 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .core.attention import Record
+from .core.errors import IEAdaptError
 from .core.protocols import Denoiser
 from .sampling import make_plan, sample
 from .schedulers import Schedule
 
 
-class InversionError(ValueError):
+class InversionError(IEAdaptError):
     """An inversion that cannot run: a non-DDIM or stochastic schedule, or inputs of the wrong shape."""
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .core.attention import Record
+from .core.errors import IEAdaptError
 from .core.jit import jit_method
 from .core.protocols import Components, check_components
 from .core.rewiring import Rewiring, check_window
@@ -38,7 +39,7 @@ from .sampling import make_plan, sample
 from .schedulers import make_schedule, scale_model_input
 
 
-class PipelineError(ValueError):
+class PipelineError(IEAdaptError):
     """Arguments of a text-to-video call that cannot work (size, prompt length, conflicting options)."""
 
 
@@ -264,7 +265,7 @@ def _text_states(text_encoder, ids, *, clip_skip):
     return text_encoder.prompt_embeds(ids, clip_skip)
 
 
-@jit_method
+@jit_method(announce="the VAE decoder")
 def decode_video(vae, z):
     """uint8 frames [F, H, W, 3] of one video's latents z [f, h, w, C] (the VAE's scaling factor already undone).
 

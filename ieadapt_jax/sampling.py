@@ -11,13 +11,15 @@ video v's noise estimate is ε_v = Σ_r W[v, r]·ε_r. One step:
 
 Classifier-free guidance is rows [φ, c] with W = [[1 − ω, ω]]; IE-Adapt adds perturbed rows
 (:mod:`ieadapt_jax.guidance`); editing runs source and target videos side by side. The whole loop is
-one jit-compiled ``lax.scan`` over steps; the rewiring schedule, W, text and latents are traced
+one jit-compiled ``fori_loop`` over steps, run in spans of steps with traced bounds (Ctrl-C is checked
+between spans; nothing recompiles per span); the rewiring schedule, W, text and latents are traced
 values, so changing them never recompiles. Only the :class:`SamplingPlan` and shapes are static.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -26,12 +28,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .core.attention import Record
+from .core.errors import IEAdaptError
 from .core.jit import jit_method
 from .core.rewiring import Rewiring, check_active, resolve_sites, validate
 from .schedulers import Schedule, initial_carry, scale_model_input, step
 
 
-class SamplingError(ValueError):
+SPAN_SECONDS = 2.0  # a span of steps runs about this long, so Ctrl-C stops a run within a few seconds
+
+
+class SamplingError(IEAdaptError):
     """Inputs of a sampling run that do not fit together (shapes, rows, steps, sites)."""
 
 
@@ -131,8 +137,13 @@ def sample(
     key: jax.Array | None = None,
     drive: Drive | None = None,
     blend: Blend | None = None,
+    span: int | None = None,
 ) -> SampleResult:
-    """Run the whole denoising loop (one compiled ``lax.scan`` over ``schedule.num_steps`` steps).
+    """Run the whole denoising loop: one compiled loop over the steps, called on spans of steps.
+
+    The loop's bounds are traced, so every span runs the same compiled function (nothing recompiles per span)
+    and the result is bit-identical to one span over all steps. Between spans the host can be interrupted
+    (Ctrl-C); spans are sized to about :data:`SPAN_SECONDS` each.
 
     Args:
         unet: a :class:`models.UNetMotionModel` (split once here; its parameters are traced inputs).
@@ -148,6 +159,7 @@ def sample(
             split. Deterministic schedulers ignore it.
         drive: videos that follow a stored trajectory (:class:`Drive`), or None.
         blend: latent blending of video pairs after each step (:class:`Blend`), or None.
+        span: steps per compiled call (None: sized from the measured time per step).
 
     Returns:
         :class:`SampleResult` with the final latents [V, F, H, W, C] float32, per-step records and, when the
@@ -178,14 +190,27 @@ def sample(
             raise SamplingError(f"{schedule.class_name} as configured is stochastic: pass key= (a PRNG key)")
         key = jax.random.PRNGKey(0)
     keys = jax.random.split(key, num_steps)  # [steps] keys
+    inputs = (row_text, weights, schedule_rw, keys, drive, blend)
     with _progress_bar(num_steps, plan.progress):
-        out, records, *trajectory = _run(unet, plan, schedule, latents, row_text, weights, schedule_rw, keys, drive,
-                                         blend)
-        jax.block_until_ready((out, records, trajectory))
+        state = _start(unet, plan, schedule, latents, *inputs)
+        done, steps = 0, 1 if span is None else span  # the first span (1 step) also compiles
+        try:
+            while done < num_steps:
+                stop = min(num_steps, done + steps)
+                began = time.perf_counter()
+                state = _span(unet, plan, schedule, state, jnp.int32(done), jnp.int32(stop), *inputs)
+                jax.block_until_ready(state)  # a Ctrl-C arrives here, between spans
+                if span is None:
+                    steps = max(1, int(SPAN_SECONDS * (stop - done) / max(time.perf_counter() - began, 1e-6)))
+                done = stop
+        except KeyboardInterrupt:
+            jax.block_until_ready(state)  # let the span in flight end (about SPAN_SECONDS) before unwinding
+            jax.effects_barrier()
+            raise
         if plan.progress:
             jax.effects_barrier()
     names = tuple(table[s].name for s in table.recording(plan.record))
-    return SampleResult(out, records, names, trajectory[0] if trajectory else None)
+    return SampleResult(state.latents, state.records, names, state.trajectory)
 
 
 def _checked_guides(drive: Drive | None, blend: Blend | None, shape: tuple, num_steps: int):
@@ -237,14 +262,87 @@ def _step_schedule(rewiring: Rewiring | None, table, plan: SamplingPlan, num_ste
     return rewiring.device()
 
 
+class LoopState(NamedTuple):
+    """What the loop carries from step to step (and from span to span).
+
+    latents: [V, F, H, W, C] float32; carry: the scheduler's carry; records: a :class:`Record` of [steps, recorded
+    sites, R] buffers filled step by step, or None; trajectory: [steps, V, F, H, W, C] float32 or None.
+    """
+
+    latents: jax.Array
+    carry: Any
+    records: Record | None
+    trajectory: jax.Array | None
+
+
 @jit_method(static_argnames=("plan",))
-def _run(model, plan: SamplingPlan, schedule, latents, row_text, weights, rewiring, keys, drive, blend):
-    return denoise(model, plan, schedule, latents, row_text, weights, rewiring, keys, drive, blend)
+def _start(model, plan: SamplingPlan, schedule, latents, row_text, weights, rewiring, keys, drive, blend):
+    return start_state(model, plan, schedule, latents, row_text, weights, rewiring, keys, drive, blend)
+
+
+@jit_method(static_argnames=("plan",), announce="the sampling loop")
+def _span(model, plan: SamplingPlan, schedule, state, start, stop, row_text, weights, rewiring, keys, drive, blend):
+    return denoise_span(model, plan, schedule, state, start, stop, row_text, weights, rewiring, keys, drive, blend)
+
+
+def _step_function(model, plan: SamplingPlan, schedule: Schedule, row_text, weights, rewiring, keys, drive, blend):
+    """``one(i, x, carry) -> (x, carry, record)``: denoising step ``i`` of the loop (module docstring)."""
+    row_video = jnp.asarray(plan.row_video, jnp.int32)  # [R]
+
+    def one(i, x, carry):  # x [V, F, H, W, C] float32
+        rw = None if rewiring is None else jax.tree_util.tree_map(lambda a: a[i], rewiring)  # [sites, R]
+        x_rows = scale_model_input(schedule, i, x[row_video])  # [R, F, H, W, C]
+        t = jnp.broadcast_to(schedule.timesteps[i], (plan.rows,))  # [R]
+        eps_rows, rec = model(x_rows, t, row_text, rw, record=plan.record, backend=plan.backend, active=plan.active)
+        w = weights if weights.ndim == 2 else weights[i]  # [V, R]
+        eps = jnp.einsum("vr,r...->v...", w, eps_rows.astype(jnp.float32))  # [V, F, H, W, C]
+        x, carry = step(schedule, i, x, eps, carry, keys[i])
+        if drive is not None:
+            x = x.at[drive.videos].set(drive.latents[i])
+        if blend is not None:
+            m = blend.mask[i]  # [K, F, H, W, 1 or C]
+            x = x.at[blend.target].set(m * x[blend.target] + (1.0 - m) * x[blend.source])
+        if plan.progress:
+            jax.debug.callback(_tick, ordered=True)
+        return x, carry, rec
+
+    return one
+
+
+def start_state(model, plan: SamplingPlan, schedule: Schedule, latents, row_text, weights, rewiring, keys, drive=None,
+                blend=None) -> LoopState:
+    """The loop's state before step 0: the latents, the scheduler's initial carry and empty record and
+    trajectory buffers (their shapes from one abstract step). Traceable; arguments as in :func:`denoise`."""
+    one = _step_function(model, plan, schedule, row_text, weights, rewiring, keys, drive, blend)
+    carry = initial_carry(schedule, latents)
+    steps = schedule.num_steps
+    record = jax.eval_shape(lambda: one(0, latents, carry)[2])
+    # 0, typed like the latents: inside shard_map (a sweep) the buffers must vary over the same mesh axes as what
+    # the steps write into them, which all derive from the latents; a plain constant would not
+    zero = jnp.where(True, 0.0, jnp.ravel(latents)[0])
+    records = None if record is None else jax.tree_util.tree_map(
+        lambda r: jnp.broadcast_to(zero.astype(r.dtype), (steps,) + r.shape), record)  # [steps, recorded sites, R]
+    trajectory = jnp.broadcast_to(zero, (steps,) + latents.shape) if plan.trajectory else None
+    return LoopState(latents, carry, records, trajectory)
+
+
+def denoise_span(model, plan: SamplingPlan, schedule: Schedule, state: LoopState, start, stop, row_text, weights,
+                 rewiring, keys, drive=None, blend=None) -> LoopState:
+    """Steps ``start <= i < stop`` of the loop on ``state`` (a ``fori_loop``; traced bounds do not recompile)."""
+    one = _step_function(model, plan, schedule, row_text, weights, rewiring, keys, drive, blend)
+
+    def body(i, s: LoopState) -> LoopState:
+        x, carry, rec = one(i, s.latents, s.carry)
+        records = None if rec is None else jax.tree_util.tree_map(lambda buf, r: buf.at[i].set(r), s.records, rec)
+        trajectory = None if s.trajectory is None else s.trajectory.at[i].set(x)
+        return LoopState(x, carry, records, trajectory)
+
+    return jax.lax.fori_loop(start, stop, body, state)
 
 
 def denoise(model, plan: SamplingPlan, schedule: Schedule, latents, row_text, weights, rewiring, keys, drive=None,
             blend=None):
-    """The loop itself as a traceable function: what :func:`sample` compiles, with no host-side checks.
+    """The loop itself as a traceable function: :func:`start_state`, then one :func:`denoise_span` over all steps.
 
     For callers that compose the loop into a larger compiled function, e.g. a sweep that vmaps it over
     a leading configuration axis (:mod:`ieadapt_jax.sweep`). Arguments as in :func:`sample`, already
@@ -253,29 +351,10 @@ def denoise(model, plan: SamplingPlan, schedule: Schedule, latents, row_text, we
     :class:`Blend`. Returns (latents [V, F, H, W, C], records or None), and the trajectory [steps, V, F, H, W, C]
     as a third element when ``plan.trajectory``.
     """
-    row_video = jnp.asarray(plan.row_video, jnp.int32)  # [R]
-
-    def body(loop, inputs):
-        x, carry = loop  # x [V, F, H, W, C] float32
-        i, rw, key = inputs
-        x_rows = scale_model_input(schedule, i, x[row_video])  # [R, F, H, W, C]
-        t = jnp.broadcast_to(schedule.timesteps[i], (plan.rows,))  # [R]
-        eps_rows, rec = model(x_rows, t, row_text, rw, record=plan.record, backend=plan.backend, active=plan.active)
-        w = weights if weights.ndim == 2 else weights[i]  # [V, R]
-        eps = jnp.einsum("vr,r...->v...", w, eps_rows.astype(jnp.float32))  # [V, F, H, W, C]
-        x, carry = step(schedule, i, x, eps, carry, key)
-        if drive is not None:
-            x = x.at[drive.videos].set(drive.latents[i])
-        if blend is not None:
-            m = blend.mask[i]  # [K, F, H, W, 1 or C]
-            x = x.at[blend.target].set(m * x[blend.target] + (1.0 - m) * x[blend.source])
-        if plan.progress:
-            jax.debug.callback(_tick, ordered=True)
-        return (x, carry), ((rec, x) if plan.trajectory else rec)
-
-    steps = jnp.arange(schedule.num_steps)
-    (latents, _), out = jax.lax.scan(body, (latents, initial_carry(schedule, latents)), (steps, rewiring, keys))
-    return (latents, *out) if plan.trajectory else (latents, out)
+    inputs = (row_text, weights, rewiring, keys, drive, blend)
+    state = start_state(model, plan, schedule, latents, *inputs)
+    state = denoise_span(model, plan, schedule, state, 0, schedule.num_steps, *inputs)
+    return (state.latents, state.records, state.trajectory) if plan.trajectory else (state.latents, state.records)
 
 
 _BAR: list = []  # the progress bar of the run in flight (the compiled loop's callback ticks it)

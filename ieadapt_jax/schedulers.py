@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .core.errors import IEAdaptError
 from .core.jsonfile import read_json_object
 
 SCHEDULER_CONFIG = "scheduler_config.json"
@@ -66,7 +67,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
-class SchedulerError(ValueError):
+class SchedulerError(IEAdaptError):
     """A scheduler config names an unknown class or an option value this port does not support."""
 
 

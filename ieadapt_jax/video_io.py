@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageSequence
 
+from .core.errors import IEAdaptError
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 GIF_EXTENSION = ".gif"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -49,7 +51,7 @@ _DECODE_ERRORS = (OSError, RuntimeError, ValueError, EOFError, SyntaxError)
 _FLOAT_SLACK = 0.01
 
 
-class VideoError(ValueError):
+class VideoError(IEAdaptError):
     """A video, image, mask or output path that cannot be used; the message names the path."""
 
 
@@ -103,6 +105,7 @@ def read_mask(
     num_frames: int,
     size: tuple[int, int],
     frame_stride: int = 1,
+    sizes: Sequence[tuple[int, int]] | None = None,
 ) -> np.ndarray:
     """Read an editing mask as float32 in [0, 1], one per frame; soft values are kept (no threshold).
 
@@ -112,6 +115,8 @@ def read_mask(
       num_frames: number of frames F of the video the mask goes with.
       size: (H, W) of that video; the mask is resized with the same cover-and-centre-crop rule (bilinear).
       frame_stride: the stride used to read the video, applied to a per-frame mask.
+      sizes: when given, the (h, w) sizes the mask may have (e.g. the input video's and ``size``); any other
+        is refused rather than resized.
 
     Returns:
       float32 [F, H, W] in [0, 1]: 1 marks the region to edit. Colour masks become their luma (BT.601),
@@ -135,7 +140,19 @@ def read_mask(
         )
     gray = [_to_gray_unit(frame, path) for frame in frames]  # [h, w] each
     _check_same_size(path, gray)
+    found = tuple(gray[0].shape)
+    if sizes is not None and found not in {tuple(s) for s in sizes}:
+        allowed = " or ".join(f"{h}x{w}" for h, w in dict.fromkeys(tuple(s) for s in sizes))
+        raise VideoError(f"{path}: the mask is {found[0]}x{found[1]} (height x width) but must be {allowed}, the "
+                         "size of the video it goes with; draw it at that size")
     return np.stack([_resize_gray(mask, size) for mask in gray])  # [F, H, W]
+
+
+def frame_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of the first frame of a video, GIF, image or frame folder."""
+    path = Path(path)
+    frames, _ = _take_frames(path, _frame_source(path), 1, 1)
+    return tuple(frames[0].shape[:2])
 
 
 def _check_read_args(num_frames: int | None, size: tuple[int, int] | None, frame_stride: int) -> None:

@@ -16,6 +16,48 @@ CROSS_UP = "CrossAttnUpBlockMotion"
 PLAIN_UP = "UpBlockMotion"
 
 
+_INT_KEYS = ("in_channels", "out_channels", "downsample_padding", "norm_num_groups", "mid_block_layers",
+             "motion_max_seq_length", "transformer_layers_per_mid_block")
+_FLOAT_KEYS = ("mid_block_scale_factor", "norm_eps")
+_INTS_KEYS = ("block_out_channels", "layers_per_block", "transformer_layers_per_block", "num_attention_heads",
+              "attention_head_dim", "cross_attention_dim", "temporal_transformer_layers_per_block",
+              "reverse_transformer_layers_per_block", "motion_num_attention_heads", "reverse_motion_num_attention_heads",
+              "reverse_temporal_transformer_layers_per_block", "temporal_transformer_layers_per_mid_block",
+              "motion_layers_per_block", "motion_transformer_layers_per_block", "motion_norm_num_groups")
+_STRINGS_KEYS = ("down_block_types", "up_block_types")
+_BOOL_KEYS = ("use_linear_projection", "use_motion_mid_block")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_types(config: Mapping[str, Any]) -> None:
+    """Every config.json value this port reads has the type it needs; else a :class:`ConfigError` naming the key."""
+    def bad(key, what):
+        raise ConfigError(f"key {key!r} has the value {config[key]!r} ({type(config[key]).__name__}); expected {what}")
+
+    for key in _INT_KEYS:
+        if config.get(key) is not None and not _is_int(config[key]):
+            bad(key, "an integer")
+    for key in _FLOAT_KEYS:
+        if config.get(key) is not None and not (_is_int(config[key]) or isinstance(config[key], float)):
+            bad(key, "a number")
+    for key in _INTS_KEYS:
+        value = config.get(key)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        flat = [v for item in items for v in (item if isinstance(item, (list, tuple)) else [item])]
+        if value is not None and not all(_is_int(v) for v in flat):
+            bad(key, "an integer or a list of integers")
+    for key in _STRINGS_KEYS:
+        value = config.get(key)
+        if value is not None and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+            bad(key, "a list of block type names")
+    for key in _BOOL_KEYS:
+        if config.get(key) is not None and not isinstance(config[key], bool):
+            bad(key, "true or false")
+
+
 def _per_block(value, count: int, name: str) -> tuple[int, ...]:
     """An int or a per-block list as a tuple of ``count`` ints."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -88,6 +130,7 @@ class UNetMotionConfig:
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> "UNetMotionConfig":
         """From a diffusers ``UNetMotionModel`` config (config.json contents)."""
+        check_types(config)
         _reject_unsupported(config, "UNetMotionModel")
         blocks = list(config.get("down_block_types", cls.down_block_types))
         n = len(blocks)
@@ -135,6 +178,8 @@ class UNetMotionConfig:
     @classmethod
     def from_unet2d(cls, unet_config: Mapping[str, Any], adapter_config: Mapping[str, Any]) -> "UNetMotionConfig":
         """As ``UNetMotionModel.from_unet2d(unet, motion_adapter)``: UNet2DConditionModel + MotionAdapter configs."""
+        check_types(unet_config)
+        check_types(adapter_config)
         unet_config = dict(unet_config)
         for key, default in (("class_embed_type", None), ("resnet_time_scale_shift", "default"),
                              ("center_input_sample", False), ("only_cross_attention", False),

@@ -1,14 +1,16 @@
 """``python -m ieadapt_jax.scoring`` (the ``score`` command): score video files with the weight-based metrics
-(:mod:`ieadapt_jax.scoring`); one line per video and metric, optionally a JSON file. Bad input prints
-``error: ...`` and exits 2."""
+(:mod:`ieadapt_jax.scoring`); one line per video and metric, optionally a JSON file (written to a temporary file
+beside it and renamed). Bad input prints ``error: ...`` and exits 2; Ctrl-C exits 130."""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+from ..core.errors import IEAdaptError
 from ..scoring import (
     DEFAULT_BATCH,
     METRICS,
@@ -18,11 +20,21 @@ from ..scoring import (
     load_metric_weights,
 )
 from ..video_io import read_video
+from .common import UsageError, exit_with, run_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Score video files; prints one line per video and metric, optionally writes them as JSON. Bad input
     exits 2 with a message."""
+    return run_command(_main, argv)
+
+
+def entry() -> None:
+    """The installed ``ieadapt-score`` script."""
+    exit_with(main())
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ieadapt_jax.scoring",
         description="Score videos with CLIP score, CLIP directional similarity, LAION aesthetic score, "
@@ -41,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write {video: {metric: value}} to FILE")
     args = parser.parse_args(argv)
 
+    if args.json and not Path(args.json).expanduser().absolute().parent.is_dir():
+        raise UsageError(f"--json {args.json}: its folder does not exist")
     try:
         names = None if args.metrics is None else [n.strip() for n in args.metrics.split(",") if n.strip()]
         n = len(args.video)
@@ -60,18 +74,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             table[path] = {name: float(value[0]) for name, value in result.scores.items()}
             messages += [m for m in result.messages if m not in messages]
-    # ValueError, not only the error base IEAdaptError (MetricError, ConversionError): video_io.VideoError,
-    # read_video's argument checks (--num-frames 0) and the metric models' input checks raise plain ValueError.
+    # read_video's argument checks (--num-frames 0) and the metric models' input checks raise plain ValueError
     except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        if isinstance(e, IEAdaptError):
+            raise
+        raise UsageError(str(e)) from None
     for message in messages:
         print(message, file=sys.stderr)
     for path, scores in table.items():
         for name, value in scores.items():
             print(f"{path}\t{name}\t{value:.6f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(table, indent=2))
+        target = Path(args.json).expanduser()
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(table, indent=2))
+        os.replace(tmp, target)
     return 0
 
 
@@ -87,4 +104,4 @@ def _per_video(values: Sequence[str] | None, n: int, flag: str, *, broadcast: bo
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -22,6 +22,17 @@ from typing import Any, Callable
 
 import jax
 
+_STATUS: list[Callable[[str], None]] = []  # where status lines go (empty: nowhere); see set_status
+
+
+def set_status(callback: Callable[[str], None] | None) -> None:
+    """Send status lines ("compiling the sampling loop (first call only)...") to ``callback``, or nowhere (None).
+
+    The command line sends them to stderr; the library is silent by default."""
+    _STATUS.clear()
+    if callback is not None:
+        _STATUS.append(callback)
+
 
 class Structure:
     """The static part of a split module: its pytree definition and its parameter names, hashed and compared
@@ -60,8 +71,10 @@ def merge(structure: Structure, state: dict) -> Any:
 class ModuleFunction:
     """A function of a module compiled as a pure function of the module's arrays; see :func:`jit_method`."""
 
-    def __init__(self, fn: Callable, static_argnames: tuple[str, ...]):
+    def __init__(self, fn: Callable, static_argnames: tuple[str, ...], announce: str | None = None):
         self.fn = fn
+        self.announce = announce
+        self._seen: set = set()
         functools.update_wrapper(self, fn)
 
         params = list(inspect.signature(fn).parameters)[1:]  # after the module
@@ -76,21 +89,33 @@ class ModuleFunction:
     def __call__(self, module, *args, **kwargs):
         """Split ``module`` and call the compiled function on its arrays."""
         structure, state = split(module)
+        if self.announce is not None and _STATUS:
+            self._status(structure, state, args, kwargs)
         return self.pure(structure, state, *args, **kwargs)
 
+    def _status(self, structure, state, args, kwargs) -> None:
+        """A status line before the call that compiles: the first with this structure, these shapes and statics."""
+        leaves, treedef = jax.tree_util.tree_flatten((state, args, kwargs))
+        key = (structure, treedef, tuple((getattr(x, "shape", None), str(getattr(x, "dtype", "")))
+                                         if hasattr(x, "shape") else x for x in leaves))
+        if key not in self._seen:
+            self._seen.add(key)
+            _STATUS[-1](f"compiling {self.announce} (first call only)...")
 
-def jit_method(fn: Callable | None = None, *, static_argnames: tuple[str, ...] = ()):
+
+def jit_method(fn: Callable | None = None, *, static_argnames: tuple[str, ...] = (), announce: str | None = None):
     """Decorator: compile ``fn(module, *args, **kwargs)`` as a pure function of the module's arrays.
 
     ``f = jit_method(fn)``; ``f(module, *args)`` splits the module and runs the compiled function, which is
     cached on the module's structure (the same architecture never recompiles, whatever its weights).
     ``f.pure(structure, state, *args)`` is the compiled function itself, for callers that hold a split module
     (sharded or vmapped state, or a larger function that traces it). Keyword arguments named in
-    ``static_argnames`` are static.
+    ``static_argnames`` are static. With ``announce`` (e.g. "the sampling loop"), a call that compiles is
+    preceded by a status line (:func:`set_status`).
     """
     if fn is None:
-        return lambda f: ModuleFunction(f, static_argnames)
-    return ModuleFunction(fn, static_argnames)
+        return lambda f: ModuleFunction(f, static_argnames, announce)
+    return ModuleFunction(fn, static_argnames, announce)
 
 
 @jit_method(static_argnames=("record", "backend", "active"))

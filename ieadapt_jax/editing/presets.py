@@ -31,6 +31,7 @@ import re
 
 import numpy as np
 
+from ..core.errors import IEAdaptError
 from ..core.protocols import Denoiser
 from ..core.rewiring import (
     Rewiring,
@@ -53,7 +54,7 @@ SD_DECODER_LAYERS = 12
 _UP_ATTENTION = re.compile(r"^up_blocks\.(\d+)\.attentions\.(\d+)\.")
 
 
-class EditError(ValueError):
+class EditError(IEAdaptError):
     """An edit request that cannot run: unknown method, bad ratio or window, misaligned P2P prompts, ..."""
 
 

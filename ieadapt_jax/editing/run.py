@@ -304,7 +304,7 @@ def _cond_entropy(records, record_sites, table, pairs: int) -> np.ndarray:
     return entropy
 
 
-@jit_method
+@jit_method(announce="the VAE encoder")
 def _encode(vae, frames):
     return vae.encode_frames(frames).mode()  # [F, h, w, C]
 

@@ -1,7 +1,5 @@
 """``python -m ieadapt_jax.scoring``: the ``score`` command (:mod:`ieadapt_jax.cli.score`)."""
-import sys
-
-from ..cli.score import main
+from ..cli.score import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

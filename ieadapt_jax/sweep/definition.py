@@ -38,7 +38,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from ..core.rewiring import Rewiring, RewiringError, mode_mix, noop, over_steps, perturb
+from ..core.errors import IEAdaptError
+from ..core.rewiring import Rewiring, RewiringError, check_window, mode_mix, noop, over_steps, perturb
 from ..core.sites import SiteError, SiteTable
 from ..guidance import guidance_rows
 from ..toy import world
@@ -57,7 +58,7 @@ VBENCH_PROMPTS = "vbench_aesthetic_prompts.txt"
 TOY_PROMPT_KEY = 0  # jax.random.key of the toy captions ("toy:N")
 
 
-class SweepDefinitionError(ValueError):
+class SweepDefinitionError(IEAdaptError):
     """A sweep definition that cannot be built: unknown target or mode, empty selection, bad prompts file."""
 
 
@@ -122,9 +123,11 @@ class SweepDefinition:
             raise SweepDefinitionError(f"perturb_rows {self.perturb_rows!r}: use 'both' or 'cond'")
         if self.record not in ("self", "none"):
             raise SweepDefinitionError(f"record {self.record!r}: use 'self' or 'none'")
-        if self.window is not None and not (len(self.window) == 2 and 0 <= self.window[0] < self.window[1] <= self.num_inference_steps):
-            raise SweepDefinitionError(
-                f"window {self.window} must be (start, stop) with 0 <= start < stop <= {self.num_inference_steps} steps")
+        for name in ("num_inference_steps", "num_frames", "height", "width"):
+            value = getattr(self, name)
+            if value < 1:
+                raise SweepDefinitionError(f"{name} must be a positive integer, got {value!r}")
+        check_window(self.window, self.num_inference_steps, what="window", error=SweepDefinitionError)
         for target in self.targets:
             parse_target(target)
 

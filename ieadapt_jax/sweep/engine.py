@@ -46,6 +46,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
+from ..core.errors import IEAdaptError
 from ..core.jit import merge, split
 from ..pipeline import decode_video, encode_prompts, latent_frames, latent_size
 from ..sampling import SamplingPlan, denoise, make_plan
@@ -73,7 +74,7 @@ THUMBNAIL_SIDE = 128
 RECORD_FIELDS = ("entropy", "energy", "energy_identity", "energy_uniform", "energy_ratio")
 
 
-class SweepRunError(ValueError):
+class SweepRunError(IEAdaptError):
     """Options of a sweep run that cannot work (bad chunk size, device count, model/definition mismatch)."""
 
 
@@ -179,6 +180,16 @@ def run_sweep(
     chosen = select_metrics(metrics, toy=toy, weights_dir=metrics_weights, log=log)
     baselines, perturbed = expand(definition, table)
     mesh = _mesh(devices)
+    # the whole definition is checked (steps, scheduler, prompt vocabulary, metrics) before the folder is made
+    rows = definition.rows
+    cond_row = [text for text, _ in rows].index("cond")
+    plan = make_plan(denoiser, [0] * len(rows), record="self" if definition.record == "self" else False,
+                     active=_active_sites(definition, table), backend=backend, progress=False)
+    schedule = make_schedule(scheduler_config(components, definition), definition.num_inference_steps, eta=definition.eta)
+    latent_shape = _latent_shape(components, definition)
+    texts = encode_prompts(components, list(definition.prompts) + [definition.negative_prompt], None)  # [P + 1, L, D]
+    states = setup_metrics(chosen, metrics_weights, definition.prompts)
+
     writer = jax.process_index() == 0
     if not writer:
         _barrier("sweep: manifest written")  # process 0 creates or checks the folder first
@@ -188,15 +199,6 @@ def run_sweep(
     done = _agreed_done(store, baselines + perturbed)
     total = len(baselines) + len(perturbed)
     done_before = sum(1 for c in baselines + perturbed if c.key in done)
-
-    rows = definition.rows
-    cond_row = [text for text, _ in rows].index("cond")
-    plan = make_plan(denoiser, [0] * len(rows), record="self" if definition.record == "self" else False,
-                     active=_active_sites(definition, table), backend=backend, progress=False)
-    schedule = make_schedule(scheduler_config(components, definition), definition.num_inference_steps, eta=definition.eta)
-    latent_shape = _latent_shape(components, definition)
-    texts = encode_prompts(components, list(definition.prompts) + [definition.negative_prompt], None)  # [P + 1, L, D]
-    states = setup_metrics(chosen, metrics_weights, definition.prompts)
 
     replicated = NamedSharding(mesh, P())
     model_structure, model_state = split(denoiser)

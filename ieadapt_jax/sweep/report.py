@@ -34,7 +34,7 @@ import numpy as np
 from ..core.sites import KIND_LABELS
 from . import plots
 from .engine import RECORD_FIELDS
-from .store import read_manifest, read_rows
+from .store import RESULTS, SweepStoreError, read_manifest, read_rows
 
 REPORT_DIR = "report"
 
@@ -114,6 +114,9 @@ def write_report(out: str | os.PathLike) -> Path:
     """Tables, plots and ``report/summary.md`` of a sweep folder; returns the summary's path."""
 
     manifest = read_manifest(out)
+    if not read_rows(out):
+        raise SweepStoreError(f"{out} holds no results yet ({RESULTS} is missing or empty): run the sweep first, "
+                              "then write its report")
     frames = tables(out)
     write_tables(out, frames)
     folder = Path(out) / REPORT_DIR

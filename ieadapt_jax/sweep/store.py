@@ -20,6 +20,9 @@ from typing import Iterable
 
 import numpy as np
 
+from ..core.errors import IEAdaptError
+from ..core.jsonfile import read_json_object
+
 MANIFEST = "sweep.json"
 RESULTS = "results.jsonl"
 BASELINES = "baselines"
@@ -27,7 +30,7 @@ VIDEOS = "videos"
 FORMAT = "ieadapt-sweep-1"
 
 
-class SweepStoreError(ValueError):
+class SweepStoreError(IEAdaptError):
     """An output folder that holds another sweep, or a damaged results file."""
 
 
@@ -42,7 +45,7 @@ class ResultStore:
         manifest = {"format": FORMAT, **manifest}
         file = self.root / MANIFEST
         if file.is_file():
-            found = json.loads(file.read_text())
+            found = read_json_object(file, SweepStoreError)
             if _canonical(found) != _canonical(manifest):
                 raise SweepStoreError(_difference(file, found, manifest))
         elif writer:
@@ -130,7 +133,7 @@ def read_manifest(out: str | os.PathLike) -> dict:
     file = Path(out) / MANIFEST
     if not file.is_file():
         raise SweepStoreError(f"{out} is not a sweep folder: it has no {MANIFEST}")
-    return json.loads(file.read_text())
+    return read_json_object(file, SweepStoreError)
 
 
 def read_rows(out: str | os.PathLike) -> list[dict]:

@@ -38,6 +38,7 @@ from flax import nnx
 
 from ..convert.animatediff import load_unet_motion
 from ..convert.folders import load_clip_text
+from ..core.errors import IEAdaptError
 from ..core.jsonfile import read_json_object
 from ..loading import AnimateDiffComponents
 from ..models.clip_text import CLIPTextConfig, CLIPTextModel
@@ -80,7 +81,7 @@ def scheduler_config(prediction: str = "epsilon", zero_terminal_snr: bool = Fals
 DEFAULT_GUIDANCE_SCALE = 1.25
 
 
-class ToySnapshotError(ValueError):
+class ToySnapshotError(IEAdaptError):
     """A folder that is not a toy-model snapshot, or one written for another toy world version."""
 
 # ------------------------------------------------------------------------------------------- configs

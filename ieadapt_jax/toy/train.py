@@ -51,6 +51,8 @@ from tqdm.auto import tqdm
 
 from ..convert import ConversionError
 from ..core.attention import BACKENDS
+from ..core.errors import IEAdaptError
+from ..core.jsonfile import read_json_object
 from ..schedulers import add_noise, make_schedule
 from . import model as toy_model
 from .training_data import NOISES, training_batch, training_noise, training_target
@@ -63,7 +65,7 @@ PRECISIONS = {"bf16": jnp.bfloat16, "fp32": jnp.float32}
 LOSS_WEIGHTINGS = ("eps", "v")
 
 
-class TrainError(ValueError):
+class TrainError(IEAdaptError):
     """A run folder or setting that training cannot use."""
 
 
@@ -297,10 +299,13 @@ def _read_run_config(out: Path, config: TrainConfig | None) -> TrainConfig:
     if not file.is_file():
         if config is None:
             raise TrainError(f"{out} has no {RUN_CONFIG}: it is not a training run folder")
+        if out.is_dir() and any(out.iterdir()):
+            raise TrainError(f"{out} is not empty and holds no {RUN_CONFIG}: it is not a training run folder; name a "
+                             "new or empty folder (a run folder is resumed by rerunning)")
         out.mkdir(parents=True, exist_ok=True)
         file.write_text(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
         return config
-    stored = TrainConfig(**json.loads(file.read_text()))
+    stored = TrainConfig(**read_json_object(file, TrainError))
     if config is not None and config != stored:
         changed = {k: (v, getattr(config, k)) for k, v in dataclasses.asdict(stored).items() if getattr(config, k) != v}
         raise TrainError(f"{out} holds a run with other settings (stored, given): {changed}; resume it with the "

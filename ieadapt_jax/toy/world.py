@@ -58,6 +58,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.errors import IEAdaptError
+
 WORLD_VERSION = "toyworld-2"
 
 FRAMES, HEIGHT, WIDTH = 16, 32, 32
@@ -113,7 +115,7 @@ class Attributes(NamedTuple):
     background: jax.Array  # int32 [...], into BACKGROUNDS
 
 
-class VocabularyError(ValueError):
+class VocabularyError(IEAdaptError):
     """A caption word outside the toy vocabulary, or a caption the toy grammar cannot read."""
 
 

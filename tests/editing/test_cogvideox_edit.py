@@ -24,6 +24,7 @@ from ieadapt_jax.editing import (
     encode_video,
     word_positions,
 )
+from ieadapt_jax.outputs import MARKER
 from ieadapt_jax.sampling import make_plan, sample
 from ieadapt_jax.schedulers import make_schedule
 from ieadapt_jax.video_io import read_video, write_video
@@ -144,7 +145,7 @@ def test_cli_edits_a_real_video_with_a_mask_and_reports_joint_sites(snapshot, cl
             "--video", str(tmp_path / "clip.gif"), "--mask", str(tmp_path / "mask.png"), "--method", "kv",
             "--dtype", "bfloat16", "--dynamic-cfg", *CLI_SIZE]
     assert main(argv + ["--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*OUTPUTS, MARKER))  # the marker: this edit made out
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["kind"] == "cogvideox" and report["config"]["guidance_scale"] == 6.0
     assert report["config"]["use_dynamic_cfg"]

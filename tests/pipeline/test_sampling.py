@@ -80,12 +80,12 @@ def test_rewiring_and_weights_change_without_retracing_and_records_per_step(tiny
     text = jax.random.normal(jax.random.PRNGKey(2), (2, 5, 32))
     sites = table.select(kind="temporal")[:2]
     plan = ia.make_plan(unet, [0, 0], record="self", active=sites, progress=False)
-    before = sampling._run.pure._cache_size()
+    before = sampling._span.pure._cache_size()
     outs = []
     for mode, w in (("I", 0.3), ("U", 0.7), (0.5, 0.3)):
         rw = ia.over_steps(ia.perturb(ia.noop(table, 2), table, sites, mode, rows=[1]), 3, (0, 2))
         outs.append(ia.sample(unet, plan, schedule, latents, text, jnp.asarray([[1 - w, w]]), rw))
-    assert sampling._run.pure._cache_size() == before + 1
+    assert sampling._span.pure._cache_size() == before + 1
     assert not np.allclose(outs[0].latents, outs[1].latents)
     n_self = len(table.select(kind="self"))
     assert outs[0].records.entropy.shape == (3, n_self, 2)
@@ -181,3 +181,24 @@ def test_bad_inputs_are_explained(tiny):
         ia.text_to_video(tiny, "a cat", latents=np.zeros((4, 4, 4, 4)), **SMALL)
     with pytest.raises(ia.SiteError, match="unknown site"):
         ia.text_to_video(tiny, "a cat", guidance=ia.Guidance("A-I", sites=["down_blocks.9.attn1"]), **SMALL)
+
+
+def test_spans_of_steps_are_bit_identical_to_one_span_and_compile_once(tiny):
+    """The loop runs in spans of steps (Ctrl-C is checked between them): any split gives the same bits as one span
+    over all steps, records and trajectory included, and no span recompiles."""
+    unet, table = tiny.unet, tiny.unet.site_table
+    schedule = make_schedule(tiny.scheduler_config, 5)
+    latents = jax.random.normal(jax.random.PRNGKey(1), (1, 4, 4, 4, 4))
+    text = jax.random.normal(jax.random.PRNGKey(2), (2, 5, 32))
+    sites = table.select(kind="temporal")[:2]
+    plan = ia.make_plan(unet, [0, 0], record="self", active=sites, progress=False, trajectory=True)
+    rw = ia.over_steps(ia.perturb(ia.noop(table, 2), table, sites, "I", rows=[1]), 5, (1, 4))
+    weights = jnp.asarray([[-1.0, 2.0]])
+    whole = ia.sample(unet, plan, schedule, latents, text, weights, rw, span=5)
+    before = sampling._span.pure._cache_size()
+    for span in (1, 2, 3):
+        split = ia.sample(unet, plan, schedule, latents, text, weights, rw, span=span)
+        for a, b in zip(jax.tree_util.tree_leaves((whole.latents, whole.records, whole.trajectory)),
+                        jax.tree_util.tree_leaves((split.latents, split.records, split.trajectory))):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert sampling._span.pure._cache_size() == before

@@ -156,7 +156,7 @@ def test_cli_help_teaches_the_feature_and_sites_lists_the_model(snapshot, capsys
     monkeypatch.setenv("IEADAPT_JAX_CACHE", str(tmp_path / "cache"))
     assert main(["sites", "--model", str(snapshot)]) == 0
     listing = capsys.readouterr().out
-    assert "temporal" in listing and "  1  temporal     layer   2  down_blocks.0.motion_modules.0.transformer_blocks.0.attn2" in listing
+    assert "temporal" in listing and "  1  temporal     layer   1  down_blocks.0.motion_modules.0.transformer_blocks.0.attn2" in listing
     assert main(["run", "--out", str(tmp_path / "x"), "--model", str(snapshot), "--targets", "nope"]) == 2
     assert "unknown target 'nope'" in capsys.readouterr().err
 

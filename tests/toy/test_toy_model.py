@@ -306,6 +306,6 @@ def test_eval_writes_the_report(run, tmp_path, capsys):
 ])
 def test_cli_errors_exit_2(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([a.format(tmp=tmp_path) for a in argv])
+        raise SystemExit(main([a.format(tmp=tmp_path) for a in argv]))
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
